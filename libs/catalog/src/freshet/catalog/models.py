@@ -1,0 +1,199 @@
+"""The catalog's tables. Alembic migrations under migrations/ create them; keep both in step."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from freshet.catalog.clock import utcnow
+from freshet.catalog.types import BigIntId, JsonType, UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JsonType, list[Any]: JsonType}
+
+
+class RunStatus(enum.StrEnum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset(
+    {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.SKIPPED, RunStatus.CANCELLED}
+)
+
+
+class Timestamps:
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Endpoint(Timestamps, Base):
+    __tablename__ = "endpoints"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    # Connection settings without secrets; secrets live encrypted in `secret_ciphertext`.
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    secret_ciphertext: Mapped[str | None] = mapped_column(Text, default=None)
+    preview_policy: Mapped[str] = mapped_column(String(20), default="auto")
+    labels: Mapped[list[Any]] = mapped_column(default=list)
+
+
+class Collection(Timestamps, Base):
+    __tablename__ = "collections"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    # One collection per endpoint (seed 003, Q1).
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("endpoints.id", ondelete="CASCADE"), unique=True
+    )
+    schedule_cron: Mapped[str | None] = mapped_column(String(120), default=None)
+    schedule_timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    is_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    schedule_id: Mapped[str | None] = mapped_column(String(120), default=None)
+
+
+class CollectionRun(Timestamps, Base):
+    __tablename__ = "collection_runs"
+    __table_args__ = (
+        Index("ix_collection_runs_collection_id", "collection_id"),
+        Index("ix_collection_runs_endpoint_id", "endpoint_id"),
+        Index("ix_collection_runs_status_requested_at", "status", "requested_at"),
+        # The database, not only code, keeps a collection to one RUNNING run.
+        Index(
+            "uq_collection_runs_one_running",
+            "collection_id",
+            unique=True,
+            sqlite_where=text("status = 'RUNNING'"),
+            postgresql_where=text("status = 'RUNNING'"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    collection_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("collections.id", ondelete="SET NULL")
+    )
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("endpoints.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(20), default=RunStatus.QUEUED.value)
+    trigger_source: Mapped[str] = mapped_column(String(20), default="manual")
+    requested_by: Mapped[str | None] = mapped_column(String(200), default=None)
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    completed_at: Mapped[datetime | None] = mapped_column(default=None)
+    workflow_id: Mapped[str | None] = mapped_column(String(120), default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    filters: Mapped[dict[str, Any] | None] = mapped_column(JsonType, default=None)
+    datasets_total: Mapped[int | None] = mapped_column(Integer, default=None)
+    datasets_added: Mapped[int | None] = mapped_column(Integer, default=None)
+    datasets_removed: Mapped[int | None] = mapped_column(Integer, default=None)
+    datasets_changed: Mapped[int | None] = mapped_column(Integer, default=None)
+
+
+class Dataset(Timestamps, Base):
+    __tablename__ = "datasets"
+    __table_args__ = (UniqueConstraint("endpoint_id", "schema_name", "name"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("endpoints.id", ondelete="CASCADE"), index=True
+    )
+    schema_name: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(400))
+    kind: Mapped[str] = mapped_column(String(20), default="table")
+    columns: Mapped[list[Any]] = mapped_column(default=list)
+    primary_key: Mapped[list[Any]] = mapped_column(default=list)
+    labels: Mapped[list[Any]] = mapped_column(default=list)
+    # Free-form record; `payload["preview"]` holds the latest sample with its provenance.
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    fingerprint: Mapped[str | None] = mapped_column(String(64), default=None)
+    row_estimate: Mapped[int | None] = mapped_column(default=None)
+    first_seen_run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
+    last_seen_run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
+    removed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class DatasetEdge(Timestamps, Base):
+    __tablename__ = "dataset_edges"
+    __table_args__ = (UniqueConstraint("source_dataset_id", "target_dataset_id", "kind", "name"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("endpoints.id", ondelete="CASCADE"), index=True
+    )
+    source_dataset_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), index=True
+    )
+    target_dataset_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(40), default="foreign_key")
+    # A stable name for the edge, e.g. "orders(customer_id)->customers(id)".
+    name: Mapped[str] = mapped_column(String(600))
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class OutboxMessage(Base):
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_published_at_id", "published_at", "id"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    event_type: Mapped[str] = mapped_column(String(120))
+    topic: Mapped[str] = mapped_column(String(200))
+    key: Mapped[str] = mapped_column(String(200))
+    value: Mapped[str] = mapped_column(Text)
+    headers: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    published_at: Mapped[datetime | None] = mapped_column(default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class InboxMessage(Base):
+    __tablename__ = "inbox"
+
+    consumer: Mapped[str] = mapped_column(String(120), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    processed_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class Lease(Base):
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(120), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime] = mapped_column()

@@ -1,0 +1,70 @@
+"""A unit of work: one transaction over the catalog, with every repository on it.
+
+    async with UnitOfWork(db) as uow:
+        run = await uow.runs.get(run_id)
+        await uow.outbox.add(event, source=...)
+        await uow.commit()
+
+Leaving the block without `commit()` rolls back. After a commit that wrote outbox rows, the
+process's outbox relay is woken so the events leave at once instead of at the next poll.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from freshet.catalog.database import Database
+from freshet.catalog.datasets import DatasetRepository
+from freshet.catalog.endpoints import CollectionRepository, EndpointRepository
+from freshet.catalog.inbox import InboxRepository
+from freshet.catalog.leases import LeaseRepository
+from freshet.catalog.outbox import OutboxRepository
+from freshet.catalog.runs import RunRepository
+
+
+class UnitOfWork:
+    session: AsyncSession
+    endpoints: EndpointRepository
+    collections: CollectionRepository
+    runs: RunRepository
+    datasets: DatasetRepository
+    outbox: OutboxRepository
+    inbox: InboxRepository
+    leases: LeaseRepository
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def __aenter__(self) -> Self:
+        self.session = self.db.sessions()
+        self.endpoints = EndpointRepository(self.session)
+        self.collections = CollectionRepository(self.session)
+        self.runs = RunRepository(self.session)
+        self.datasets = DatasetRepository(self.session)
+        self.outbox = OutboxRepository(self.session)
+        self.inbox = InboxRepository(self.session)
+        self.leases = LeaseRepository(self.session)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # close() ends any open transaction (rolling it back) but, unlike rollback(), does not
+        # expire what was loaded: objects stay readable after the block, detached.
+        await self.session.close()
+
+    async def commit(self) -> None:
+        await self.session.commit()
+        if self.outbox.added:
+            self.outbox.added = 0
+            self.db.outbox_committed()
+
+    async def rollback(self) -> None:
+        await self.session.rollback()
+        self.outbox.added = 0

@@ -1,0 +1,24 @@
+"""Source connectors: test, introspect and sample the databases Freshet catalogs.
+
+`connector_for(kind, config, secrets)` builds a connector; every failure is a `ConnectorError`
+whose message is safe to show and whose `transient` flag says whether a retry may help.
+"""
+
+from freshet.connectors.connector import Connector
+from freshet.connectors.errors import ConnectorError, sanitise
+from freshet.connectors.models import ColumnInfo, ForeignKeyInfo, Sample, TableInfo
+from freshet.connectors.registry import KINDS, connector_for
+from freshet.connectors.values import json_safe
+
+__all__ = [
+    "KINDS",
+    "ColumnInfo",
+    "Connector",
+    "ConnectorError",
+    "ForeignKeyInfo",
+    "Sample",
+    "TableInfo",
+    "connector_for",
+    "json_safe",
+    "sanitise",
+]

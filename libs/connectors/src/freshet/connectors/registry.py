@@ -1,0 +1,76 @@
+"""Building a connector from an endpoint's kind, stored config and decrypted secrets."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from freshet.connectors.connector import Connector
+from freshet.connectors.errors import ConnectorError, sanitise
+from freshet.connectors.postgres import PostgresConfig, PostgresConnector
+from freshet.connectors.sqlite import SqliteConfig, SqliteConnector
+
+M = TypeVar("M", bound=BaseModel)
+
+_Factory = Callable[[Mapping[str, object], Mapping[str, str], float], Connector]
+
+
+def _postgres(
+    config: Mapping[str, object], secrets: Mapping[str, str], timeout_s: float
+) -> Connector:
+    parsed = _validate("postgres", PostgresConfig, config, secrets)
+    return PostgresConnector(parsed, secrets, timeout_s=timeout_s)
+
+
+def _sqlite(
+    config: Mapping[str, object], secrets: Mapping[str, str], timeout_s: float
+) -> Connector:
+    parsed = _validate("sqlite", SqliteConfig, config, secrets)
+    return SqliteConnector(parsed, secrets, timeout_s=timeout_s)
+
+
+_FACTORIES: dict[str, _Factory] = {"postgres": _postgres, "sqlite": _sqlite}
+KINDS: tuple[str, ...] = tuple(_FACTORIES)
+
+
+def connector_for(
+    kind: str,
+    config: Mapping[str, object],
+    secrets: Mapping[str, str],
+    *,
+    timeout_s: float = 30.0,
+) -> Connector:
+    """A connector for `kind`; ConnectorError(transient=False) for an unknown kind or bad config.
+
+    `timeout_s` bounds connecting and every single statement.
+    """
+    factory = _FACTORIES.get(kind)
+    if factory is None:
+        raise ConnectorError(
+            sanitise(f"unknown connector kind {kind!r}; known: {', '.join(KINDS)}", secrets),
+            transient=False,
+        )
+    if not (math.isfinite(timeout_s) and timeout_s > 0):
+        raise ConnectorError("timeout_s must be a positive number of seconds", transient=False)
+    return factory(config, secrets, timeout_s)
+
+
+def _validate(
+    kind: str, model: type[M], config: Mapping[str, object], secrets: Mapping[str, str]
+) -> M:
+    try:
+        return model.model_validate(dict(config))
+    except ValidationError as exc:
+        # Built from locations and messages only: str(ValidationError) echoes the input values,
+        # and a password pasted into the wrong field would end up in the message. `field (why)`
+        # rather than `field: why`, which sanitise would read as `password: <value>`.
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'config'} ({error['msg']})"
+            for error in exc.errors(include_url=False, include_input=False, include_context=False)
+        )
+    # Raised outside the `except` block so the ValidationError, input values and all, does not
+    # ride along as `__context__`.
+    raise ConnectorError(sanitise(f"invalid {kind} config: {problems}", secrets), transient=False)

@@ -1,0 +1,47 @@
+"""Freshet's event contracts. Depends on pydantic alone, so any system can reuse it."""
+
+from freshet.contracts.envelope import (
+    CORRELATION_HEADER,
+    Envelope,
+    EnvelopeError,
+    KafkaMessage,
+    decode,
+    encode,
+)
+from freshet.contracts.events import (
+    EVENT_MODELS,
+    CollectionChanged,
+    CollectionRequested,
+    DatasetDiff,
+    DatasetRef,
+    Event,
+    PreviewRequested,
+    PreviewSampled,
+    RefreshRequested,
+    RunCompleted,
+)
+from freshet.contracts.topics import TOPICS, Topic, all_topic_names, topic_for, topic_named
+
+__all__ = [
+    "CORRELATION_HEADER",
+    "EVENT_MODELS",
+    "TOPICS",
+    "CollectionChanged",
+    "CollectionRequested",
+    "DatasetDiff",
+    "DatasetRef",
+    "Envelope",
+    "EnvelopeError",
+    "Event",
+    "KafkaMessage",
+    "PreviewRequested",
+    "PreviewSampled",
+    "RefreshRequested",
+    "RunCompleted",
+    "Topic",
+    "all_topic_names",
+    "decode",
+    "encode",
+    "topic_for",
+    "topic_named",
+]

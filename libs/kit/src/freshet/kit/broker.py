@@ -1,0 +1,68 @@
+"""Kafka clients made the same way everywhere, with the settings FACTS.md calls for."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from freshet.contracts import TOPICS, Topic
+from freshet.kit.settings import Settings
+
+
+def make_producer(settings: Settings, client_id: str) -> AIOKafkaProducer:
+    # No idempotent producer or transactions: the embedded broker cannot do them and the
+    # design relies on the outbox plus idempotent consumers instead.
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=False,
+        linger_ms=5,
+        max_batch_size=256 * 1024,
+        max_request_size=settings.max_message_bytes + 64 * 1024,
+        request_timeout_ms=15_000,
+    )
+
+
+def wanted_topics(topics: Iterable[Topic] = TOPICS) -> dict[str, int]:
+    """Topic name -> partitions, dead-letter topics included."""
+    out: dict[str, int] = {}
+    for t in topics:
+        out[t.name] = t.partitions
+        out[t.dead_letter] = t.dead_letter_partitions
+    return out
+
+
+async def ensure_topics(bootstrap: str, topics: Iterable[Topic] = TOPICS) -> list[str]:
+    """Create the topics that do not exist yet, with their partition counts; return those made.
+
+    Created explicitly because brokers that auto-create topics pick their own partition count.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = {n: p for n, p in wanted_topics(topics).items() if n not in existing}
+        if missing:
+            try:
+                await admin.create_topics(
+                    [NewTopic(n, p, replication_factor=1) for n, p in missing.items()]
+                )
+            except TopicAlreadyExistsError:
+                pass  # another process created them first
+        return sorted(missing)
+    finally:
+        await admin.close()
+
+
+async def list_topics(bootstrap: str, timeout_s: float = 5.0) -> set[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    try:
+        await asyncio.wait_for(admin.start(), timeout_s)
+        return set(await asyncio.wait_for(admin.list_topics(), timeout_s))
+    finally:
+        await admin.close()

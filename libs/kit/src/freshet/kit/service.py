@@ -1,0 +1,161 @@
+"""What every Freshet service process is made of, started and stopped in one place.
+
+    runtime = ServiceRuntime("collector", settings)
+    runtime.subscribe(topic_for(CollectionRequested), "freshet-collector", handler)
+    app = runtime.app()          # FastAPI: /health, /ready, /metrics (+ the service's routes)
+    serve(app, settings)         # uvicorn; SIGINT/SIGTERM shut down gracefully
+
+Start order: database check, broker producer, outbox relay, consumers. Stop order is the
+reverse, and in-flight handlers get `graceful_timeout_s` to finish and commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+import uvicorn
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from freshet.catalog import Database, redact
+from freshet.contracts import Topic
+from freshet.kit.broker import make_producer
+from freshet.kit.consumer import Consumer, Handler, Subscription
+from freshet.kit.logging import configure_logging
+from freshet.kit.redaction import describe_error
+from freshet.kit.relay import OutboxRelay, holder_id
+from freshet.kit.settings import Settings
+
+READY_TIMEOUT_S = 3.0
+log = structlog.get_logger("freshet.service")
+
+Hook = Callable[[], Awaitable[None]]
+
+
+class ServiceRuntime:
+    def __init__(self, name: str, settings: Settings, *, run_relay: bool = True) -> None:
+        self.name = name
+        self.settings = settings
+        self.source = f"/freshet/{name}"
+        self.holder = holder_id(name)
+        self.db = Database(settings.database_url)
+        self.producer = make_producer(settings, client_id=self.holder)
+        self.relay = OutboxRelay(settings, self.db, self.producer, self.holder) if run_relay else None
+        self.subscriptions: list[Subscription] = []
+        self.consumers: list[Consumer] = []
+        self._on_start: list[Hook] = []
+        self._on_stop: list[Hook] = []
+        self.started = False
+
+    def subscribe(self, topic: Topic, group: str, handler: Handler) -> None:
+        self.subscriptions.append(Subscription(topic, group, handler))
+
+    def on_start(self, hook: Hook) -> None:
+        self._on_start.append(hook)
+
+    def on_stop(self, hook: Hook) -> None:
+        self._on_stop.append(hook)
+
+    async def start(self) -> None:
+        configure_logging(self.name, self.settings.log_level, self.settings.log_format)
+        log.info(
+            "starting",
+            database=redact(str(self.db.url)),
+            kafka=self.settings.kafka_bootstrap,
+            subscriptions=[f"{s.topic.name}/{s.group}" for s in self.subscriptions],
+        )
+        await self.db.ping()
+        await self.producer.start()
+        if self.relay is not None:
+            await self.relay.start()
+        for sub in self.subscriptions:
+            consumer = Consumer(self.settings, sub, self.producer, client_id=self.holder)
+            await consumer.start()
+            self.consumers.append(consumer)
+        for hook in self._on_start:
+            await hook()
+        self.started = True
+        log.info("started")
+
+    async def stop(self) -> None:
+        log.info("stopping")
+        self.started = False
+        for hook in reversed(self._on_stop):
+            await hook()
+        await asyncio.gather(*(c.stop() for c in self.consumers), return_exceptions=True)
+        if self.relay is not None:
+            await self.relay.stop()
+        await self.producer.stop()
+        await self.db.dispose()
+        log.info("stopped")
+
+    async def readiness(self) -> dict[str, str]:
+        checks: dict[str, str] = {}
+
+        async def check(name: str, probe: Awaitable[Any]) -> None:
+            try:
+                await asyncio.wait_for(probe, READY_TIMEOUT_S)
+                checks[name] = "ok"
+            except Exception as exc:
+                checks[name] = describe_error(exc, limit=200)
+
+        await check("database", self.db.ping())
+        await check("broker", self.producer.client.fetch_all_metadata())
+        checks["consumers"] = (
+            "ok" if all(c.running for c in self.consumers) and self.started else "not running"
+        )
+        return checks
+
+    def app(self, **fastapi_kwargs: Any) -> FastAPI:
+        runtime = self
+
+        @asynccontextmanager
+        async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+            await runtime.start()
+            try:
+                yield
+            finally:
+                await runtime.stop()
+
+        app = FastAPI(title=f"freshet-{self.name}", lifespan=lifespan, **fastapi_kwargs)
+        app.state.runtime = self
+
+        @app.get("/health", tags=["operations"])
+        async def health() -> dict[str, str]:
+            """Liveness: the process answers."""
+            return {"status": "ok", "service": runtime.name}
+
+        @app.get("/ready", tags=["operations"])
+        async def ready() -> JSONResponse:
+            """Readiness: the catalog database and the broker answer, consumers run."""
+            checks = await runtime.readiness()
+            ok = all(v == "ok" for v in checks.values())
+            return JSONResponse(
+                {"status": "ready" if ok else "not_ready", "service": runtime.name, "checks": checks},
+                status_code=200 if ok else 503,
+            )
+
+        @app.get("/metrics", tags=["operations"], include_in_schema=False)
+        async def metrics() -> Response:
+            return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+        return app
+
+
+def serve(app: FastAPI, settings: Settings) -> None:
+    """Run the app until SIGINT/SIGTERM; uvicorn then runs the lifespan shutdown."""
+    config = uvicorn.Config(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.graceful_timeout_s),
+        lifespan="on",
+    )
+    uvicorn.Server(config).run()

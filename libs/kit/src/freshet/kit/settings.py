@@ -1,0 +1,59 @@
+"""One settings object per process, read from `FRESHET_*` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FRESHET_", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    data_dir: Path = Path("var")
+    database_url: str = "sqlite:///var/catalog.db"
+    kafka_bootstrap: str = "127.0.0.1:9092"
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "json"
+
+    # Fernet keys, newest first (comma separated), or a file with one key per line.
+    secret_keys: SecretStr | None = None
+    secret_key_file: Path | None = None
+
+    # Consumers. aiokafka's default fetch wait of 500 ms costs ~250 ms per event hop on the
+    # embedded broker; 10 ms costs ~6% of a core when idle (FACTS.md).
+    fetch_max_wait_ms: int = 10
+    max_message_bytes: int = 1024 * 1024
+    retry_attempts: int = Field(default=5, ge=1)
+    retry_initial_s: float = 0.2
+    retry_max_s: float = 5.0
+    graceful_timeout_s: float = 15.0
+    session_timeout_ms: int = 10_000
+
+    # Outbox relay.
+    relay_poll_interval_s: float = 0.05
+    relay_batch_size: int = 500
+    relay_lease_ttl_s: float = 10.0
+    outbox_retention_hours: float = 24.0
+    inbox_retention_hours: float = 24.0 * 7
+
+    # Connectors.
+    source_timeout_s: float = 30.0
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    def fernet_keys(self) -> list[str]:
+        keys: list[str] = []
+        if self.secret_keys is not None:
+            keys += [k.strip() for k in self.secret_keys.get_secret_value().split(",")]
+        if self.secret_key_file is not None and self.secret_key_file.exists():
+            keys += [k.strip() for k in self.secret_key_file.read_text().splitlines()]
+        return [k for k in keys if k]

@@ -1,0 +1,135 @@
+"""The outbox relay: in order per key, one leader, and nothing lost when the broker restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from freshet.catalog import Database, UnitOfWork
+from freshet.contracts import CollectionRequested
+from freshet.devstack.broker import EmbeddedBroker
+from freshet.devstack.testing import eventually
+from freshet.kit.broker import ensure_topics, make_producer
+from freshet.kit.relay import OutboxRelay
+from freshet.kit.settings import Settings
+
+pytestmark = pytest.mark.broker
+TOPIC = "freshet.collection.requested"
+
+
+async def write_events(db: Database, collection_ids: list[uuid.UUID], per_key: int) -> None:
+    async with UnitOfWork(db) as uow:
+        for i in range(per_key):
+            for cid in collection_ids:
+                await uow.outbox.add(
+                    CollectionRequested(collection_id=cid, requested_by=str(i)), source="/test"
+                )
+        await uow.commit()
+
+
+async def consume(bootstrap: str, count: int, timeout: float = 20) -> list[tuple[str, str]]:
+    consumer = AIOKafkaConsumer(
+        TOPIC, bootstrap_servers=bootstrap, group_id=f"r-{uuid.uuid4().hex[:6]}",
+        auto_offset_reset="earliest", enable_auto_commit=False, fetch_max_wait_ms=10,
+    )
+    await consumer.start()
+    out: list[tuple[str, str]] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while len(out) < count and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                out += [(r.key.decode(), json.loads(r.value)["requested_by"]) for r in records]
+    finally:
+        await consumer.stop()
+    return out
+
+
+async def pending(db: Database) -> int:
+    async with UnitOfWork(db) as uow:
+        return (await uow.outbox.backlog())[0]
+
+
+async def test_relay_publishes_in_order_per_key(catalog_url: str, embedded_broker: EmbeddedBroker) -> None:
+    settings = Settings(kafka_bootstrap=embedded_broker.bootstrap, database_url=catalog_url)
+    await ensure_topics(embedded_broker.bootstrap)
+    db = Database(catalog_url)
+    producer = make_producer(settings, "relay-test")
+    await producer.start()
+    relay = OutboxRelay(settings, db, producer, holder="test")
+    keys = [uuid.uuid4() for _ in range(4)]
+    try:
+        await write_events(db, keys, per_key=25)
+        await relay.start()
+        await eventually(lambda: _zero(db))
+        got = await consume(embedded_broker.bootstrap, 100)
+    finally:
+        await relay.stop()
+        await producer.stop()
+        await db.dispose()
+    assert len(got) == 100
+    for key in keys:
+        assert [v for k, v in got if k == str(key)] == [str(i) for i in range(25)]
+
+
+async def _zero(db: Database) -> bool:
+    return await pending(db) == 0
+
+
+async def test_relay_survives_a_broker_restart_and_resends_what_was_lost(
+    catalog_url: str, embedded_broker: EmbeddedBroker
+) -> None:
+    settings = Settings(
+        kafka_bootstrap=embedded_broker.bootstrap, database_url=catalog_url, retry_max_s=0.5
+    )
+    await ensure_topics(embedded_broker.bootstrap)
+    db = Database(catalog_url)
+    producer = make_producer(settings, "relay-test")
+    await producer.start()
+    relay = OutboxRelay(settings, db, producer, holder="test")
+    key = uuid.uuid4()
+    try:
+        await relay.start()
+        await write_events(db, [key], per_key=5)
+        await eventually(lambda: _zero(db))
+        # The broker acknowledged these five; now it restarts and loses them (memory storage),
+        # and five more are written while it is down.
+        embedded_broker.stop()
+        async with UnitOfWork(db) as uow:
+            for i in range(5, 10):
+                await uow.outbox.add(CollectionRequested(collection_id=key, requested_by=str(i)), source="/t")
+            await uow.commit()
+        await asyncio.sleep(1)
+        assert await pending(db) == 5  # nothing marked published while the broker is away
+        embedded_broker.start()
+        await eventually(lambda: _zero(db), timeout=40)
+        got = await consume(embedded_broker.bootstrap, 10)
+    finally:
+        await relay.stop()
+        await producer.stop()
+        await db.dispose()
+    # All ten are on the new broker, in order: the lost five were re-sent first.
+    assert [v for _, v in got] == [str(i) for i in range(10)]
+
+
+async def test_only_one_relay_leads(catalog_url: str, embedded_broker: EmbeddedBroker) -> None:
+    settings = Settings(kafka_bootstrap=embedded_broker.bootstrap, database_url=catalog_url)
+    db = Database(catalog_url)
+    producer = make_producer(settings, "relay-test")
+    await producer.start()
+    relays = [OutboxRelay(settings, db, producer, holder=f"r{i}") for i in range(2)]
+    try:
+        for relay in relays:
+            await relay.start()
+        await eventually(lambda: asyncio.sleep(0, any(r.is_leader for r in relays)))
+        await asyncio.sleep(0.5)
+        assert sum(r.is_leader for r in relays) == 1
+    finally:
+        for relay in relays:
+            await relay.stop()
+        await producer.stop()
+        await db.dispose()

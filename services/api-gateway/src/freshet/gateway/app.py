@@ -1,0 +1,28 @@
+"""The api-gateway: REST over the catalog (GraphQL and the web UI join it later)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from freshet.gateway import errors, http_observability
+from freshet.gateway.auth import TokenStore
+from freshet.gateway.routes import collections, datasets, endpoints
+from freshet.gateway.settings import GatewaySettings
+from freshet.kit.secrets import secret_box
+from freshet.kit.service import ServiceRuntime
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    settings = settings or GatewaySettings()
+    runtime = ServiceRuntime("gateway", settings)
+    app = runtime.app(
+        description="Freshet keeps a data catalog fresh. Authenticate with `Authorization: Bearer <token>`.",
+        version="0.1.0",
+    )
+    app.state.tokens = TokenStore.from_settings(settings)
+    app.state.secret_box = secret_box(settings)
+    errors.install(app)
+    http_observability.install(app)
+    for router in (endpoints.router, collections.router, datasets.router):
+        app.include_router(router)
+    return app

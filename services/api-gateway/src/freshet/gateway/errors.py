@@ -1,0 +1,68 @@
+"""Errors with stable codes, the same for REST and GraphQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+
+class ApiError(Exception):
+    code = "E_INTERNAL"
+    status = 500
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+def _error(code: str, status: int) -> type[ApiError]:
+    return type(code, (ApiError,), {"code": code, "status": status})
+
+
+AuthRequired = _error("E_AUTH_REQUIRED", 401)
+RoleForbidden = _error("E_ROLE_FORBIDDEN", 403)
+ValidationFailed = _error("E_VALIDATION", 422)
+EndpointNotFound = _error("E_ENDPOINT_NOT_FOUND", 404)
+EndpointNameTaken = _error("E_ENDPOINT_NAME_TAKEN", 409)
+CollectionNotFound = _error("E_COLLECTION_NOT_FOUND", 404)
+CollectionDisabled = _error("E_COLLECTION_DISABLED", 409)
+CollectionInProgress = _error("E_COLLECTION_IN_PROGRESS", 409)
+RunNotFound = _error("E_RUN_NOT_FOUND", 404)
+DatasetNotFound = _error("E_DATASET_NOT_FOUND", 404)
+NotFound = _error("E_NOT_FOUND", 404)
+
+
+def body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        error["details"] = details
+    return {"error": error}
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse(
+            body(exc.code, exc.message, exc.details), status_code=exc.status, headers=headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Locations and messages only: echoing the input could echo a password.
+        details = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()
+        ]
+        return JSONResponse(
+            body("E_VALIDATION", "request is invalid", details), status_code=422
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "E_NOT_FOUND", 405: "E_METHOD_NOT_ALLOWED"}.get(exc.status_code, "E_HTTP")
+        return JSONResponse(body(code, str(exc.detail)), status_code=exc.status_code)

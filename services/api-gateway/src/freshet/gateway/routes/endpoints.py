@@ -1,0 +1,41 @@
+"""/endpoints: register and read endpoints (admin to write, viewer to read)."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, status
+
+from freshet.gateway import commands, errors
+from freshet.gateway.deps import Admin, Box, CorrelationId, Runtime, Uow, Viewer
+from freshet.gateway.schemas import EndpointCreate, EndpointOut
+
+router = APIRouter(prefix="/endpoints", tags=["endpoints"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_endpoint(
+    body: EndpointCreate, uow: Uow, box: Box, runtime: Runtime, cid: CorrelationId, _: Admin
+) -> EndpointOut:
+    endpoint, collection = await commands.register_endpoint(
+        uow, box, body, source=runtime.source, correlation_id=cid
+    )
+    return EndpointOut.of(endpoint, collection, sorted(body.secrets))
+
+
+@router.get("")
+async def list_endpoints(uow: Uow, box: Box, _: Viewer) -> list[EndpointOut]:
+    out = []
+    for endpoint in await uow.endpoints.all():
+        collection = await uow.collections.for_endpoint(endpoint.id)
+        out.append(EndpointOut.of(endpoint, collection, sorted(box.decrypt(endpoint.secret_ciphertext))))
+    return out
+
+
+@router.get("/{endpoint_id}")
+async def get_endpoint(endpoint_id: uuid.UUID, uow: Uow, box: Box, _: Viewer) -> EndpointOut:
+    endpoint = await uow.endpoints.get(endpoint_id)
+    if endpoint is None:
+        raise errors.EndpointNotFound(f"endpoint {endpoint_id} does not exist")
+    collection = await uow.collections.for_endpoint(endpoint.id)
+    return EndpointOut.of(endpoint, collection, sorted(box.decrypt(endpoint.secret_ciphertext)))

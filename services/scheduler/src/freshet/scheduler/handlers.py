@@ -1,0 +1,34 @@
+"""Scheduler handlers. This slice follows schedule changes; firing them is issue 4."""
+
+from __future__ import annotations
+
+import structlog
+from prometheus_client import Counter
+
+from freshet.catalog import Database, UnitOfWork
+from freshet.contracts import CollectionChanged, Envelope
+
+log = structlog.get_logger("freshet.scheduler")
+
+CHANGES = Counter(
+    "freshet_scheduler_collection_changes_total",
+    "CollectionChanged events the scheduler followed.",
+    ["change"],
+)
+
+
+async def handle_collection_changed(env: Envelope, db: Database) -> None:
+    event = env.data
+    assert isinstance(event, CollectionChanged)
+    async with UnitOfWork(db) as uow:
+        if not await uow.inbox.claim("scheduler.changes", env.id):
+            return
+        await uow.commit()
+    change = "deleted" if event.deleted else "scheduled" if event.schedule_cron else "manual"
+    CHANGES.labels(change).inc()
+    log.info(
+        "collection changed",
+        collection_id=str(event.collection_id),
+        schedule_cron=event.schedule_cron,
+        is_enabled=event.is_enabled,
+    )
