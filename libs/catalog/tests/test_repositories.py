@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,7 +13,7 @@ from freshet.contracts import CollectionRequested
 
 
 @pytest.fixture
-async def db(catalog_url: str):
+async def db(catalog_url: str) -> AsyncIterator[Database]:
     database = Database(catalog_url)
     yield database
     await database.dispose()
@@ -20,7 +21,9 @@ async def db(catalog_url: str):
 
 async def make_collection(db: Database) -> tuple[uuid.UUID, uuid.UUID]:
     async with UnitOfWork(db) as uow:
-        endpoint = await uow.endpoints.add(name=f"ep-{uuid.uuid4().hex[:6]}", kind="sqlite", config={})
+        endpoint = await uow.endpoints.add(
+            name=f"ep-{uuid.uuid4().hex[:6]}", kind="sqlite", config={}
+        )
         collection = await uow.collections.add(endpoint_id=endpoint.id)
         await uow.commit()
         return endpoint.id, collection.id
@@ -85,7 +88,9 @@ async def test_the_database_refuses_a_second_running_run_of_a_collection(db: Dat
     async with UnitOfWork(db) as uow:
         assert not await uow.runs.transition(second, RunStatus.RUNNING)
         # The refused move did not spoil the transaction: other work still commits.
-        assert await uow.runs.transition(second, RunStatus.SKIPPED, error="previous run still running")
+        assert await uow.runs.transition(
+            second, RunStatus.SKIPPED, error="previous run still running"
+        )
         await uow.commit()
     assert await status_of(db, second) == "SKIPPED"
     # Another collection is not affected.
@@ -189,7 +194,9 @@ async def test_newer_preview_wins_and_the_same_sample_twice_changes_nothing(db: 
     endpoint_id, _ = await make_collection(db)
     async with UnitOfWork(db) as uow:
         result = await uow.datasets.sync(
-            endpoint_id=endpoint_id, endpoint_kind="sqlite", run_id=uuid.uuid4(),
+            endpoint_id=endpoint_id,
+            endpoint_kind="sqlite",
+            run_id=uuid.uuid4(),
             specs=[spec("t", ["a"])],
         )
         await uow.commit()
@@ -217,7 +224,9 @@ async def test_newer_preview_wins_and_the_same_sample_twice_changes_nothing(db: 
 # --- inbox, outbox, leases -----------------------------------------------------------------
 
 
-async def test_inbox_claims_an_event_once_per_consumer_and_rollback_releases_it(db: Database) -> None:
+async def test_inbox_claims_an_event_once_per_consumer_and_rollback_releases_it(
+    db: Database,
+) -> None:
     async with UnitOfWork(db) as uow:
         assert await uow.inbox.claim("c1", "ev-1")
         assert not await uow.inbox.claim("c1", "ev-1")

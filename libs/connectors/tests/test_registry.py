@@ -43,6 +43,7 @@ def test_unknown_kind_is_permanent() -> None:
         ("postgres", {"host": "db", "database": "x", "user": "u", "hostname": "y"}, "hostname"),
         ("sqlite", {}, "path"),
         ("sqlite", {"path": ""}, "path"),
+        ("sqlite", {"path": "a\x00b.db"}, "path"),
     ],
 )
 def test_invalid_config_names_the_field(kind: str, config: dict[str, object], field: str) -> None:

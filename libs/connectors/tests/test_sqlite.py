@@ -257,6 +257,13 @@ async def test_sample_unknown_table_is_permanent(
     assert "authors" in tables
 
 
+async def test_sample_broken_view_names_the_real_problem(db_path: pathlib.Path) -> None:
+    with pytest.raises(ConnectorError) as info:
+        await _connector(db_path).sample("main", "broken", 5)
+    assert info.value.transient is False
+    assert "no such table: main.gone" in str(info.value)
+
+
 async def test_sample_rejects_negative_limit(db_path: pathlib.Path) -> None:
     with pytest.raises(ConnectorError) as info:
         await _connector(db_path).sample("main", "books", -1)

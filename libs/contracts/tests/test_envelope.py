@@ -13,8 +13,8 @@ from freshet.contracts import (
     CollectionRequested,
     DatasetDiff,
     DatasetRef,
-    Event,
     EnvelopeError,
+    Event,
     PreviewRequested,
     PreviewSampled,
     RefreshRequested,
@@ -51,7 +51,9 @@ SAMPLES: list[Event] = [
         refresh_source="external",
         row_count=2,
     ),
-    CollectionChanged(collection_id=ID, endpoint_id=ID2, schedule_cron="*/5 * * * *", changed_at=NOW),
+    CollectionChanged(
+        collection_id=ID, endpoint_id=ID2, schedule_cron="*/5 * * * *", changed_at=NOW
+    ),
 ]
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from freshet.contracts import CollectionRequested, Envelope, Topic, encode
 from freshet.devstack.testing import eventually
@@ -47,19 +48,25 @@ async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
     await p.stop()
 
 
-async def publish(producer: AIOKafkaProducer, topic: Topic, event: CollectionRequested, **kw: str) -> str:
-    msg = encode(event, source="/test", **kw)
+async def publish(producer: AIOKafkaProducer, topic: Topic, event: CollectionRequested) -> str:
+    msg = encode(event, source="/test")
     await producer.send_and_wait(topic.name, msg.value, key=msg.key, headers=msg.headers)
     return dict(msg.headers)["ce_id"].decode()
 
 
-async def read_all(bootstrap: str, name: str, count: int, timeout: float = 15) -> list:
+async def read_all(
+    bootstrap: str, name: str, count: int, timeout: float = 15
+) -> list[ConsumerRecord]:
     consumer = AIOKafkaConsumer(
-        name, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-        group_id=f"reader-{uuid.uuid4().hex[:6]}", enable_auto_commit=False, fetch_max_wait_ms=10,
+        name,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        group_id=f"reader-{uuid.uuid4().hex[:6]}",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=10,
     )
     await consumer.start()
-    out: list = []
+    out: list[ConsumerRecord] = []
     try:
         deadline = time.monotonic() + timeout
         while len(out) < count and time.monotonic() < deadline:
@@ -70,7 +77,9 @@ async def read_all(bootstrap: str, name: str, count: int, timeout: float = 15) -
     return out
 
 
-async def run_consumer(settings: Settings, sub: Subscription, producer: AIOKafkaProducer) -> Consumer:
+async def run_consumer(
+    settings: Settings, sub: Subscription, producer: AIOKafkaProducer
+) -> Consumer:
     consumer = Consumer(settings, sub, producer, client_id="test")
     await consumer.start()
     return consumer
@@ -90,7 +99,9 @@ async def test_malformed_message_goes_to_the_dead_letter_topic_and_the_next_is_p
     msg = encode(good, source="/test")
     await producer.send_and_wait(topic.name, msg.value, key=key, headers=msg.headers)
 
-    consumer = await run_consumer(settings, Subscription(topic, "g-" + topic.name, handler), producer)
+    consumer = await run_consumer(
+        settings, Subscription(topic, "g-" + topic.name, handler), producer
+    )
     try:
         await eventually(lambda: asyncio.sleep(0, len(handled) == 1))
         dead = await read_all(kafka_bootstrap, topic.dead_letter, 1)
@@ -124,7 +135,7 @@ async def test_a_transient_failure_is_retried_with_backoff_and_then_succeeds(
     finally:
         await consumer.stop()
     assert len(attempts) == 3
-    gaps = [b - a for a, b in zip(attempts, attempts[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
     # Exponential backoff from 0.05 s (plus jitter): each wait is at least the base delay.
     assert gaps[0] >= 0.05
     assert gaps[1] >= 0.1
@@ -136,15 +147,24 @@ async def test_exhausted_and_permanent_failures_are_dead_lettered_with_a_sanitis
     calls: dict[str, int] = {}
 
     async def handler(env: Envelope) -> None:
+        assert isinstance(env.data, CollectionRequested)
         who = env.data.requested_by or ""
         calls[who] = calls.get(who, 0) + 1
         if who == "always-transient":
             raise ConnectionError("could not reach postgresql://app:hunter2@db:5432/x")
         raise PermanentError("password=hunter2 is not accepted")
 
-    await publish(producer, topic, CollectionRequested(collection_id=uuid.uuid4(), requested_by="always-transient"))
-    await publish(producer, topic, CollectionRequested(collection_id=uuid.uuid4(), requested_by="permanent"))
-    consumer = await run_consumer(settings, Subscription(topic, "g-" + topic.name, handler), producer)
+    await publish(
+        producer,
+        topic,
+        CollectionRequested(collection_id=uuid.uuid4(), requested_by="always-transient"),
+    )
+    await publish(
+        producer, topic, CollectionRequested(collection_id=uuid.uuid4(), requested_by="permanent")
+    )
+    consumer = await run_consumer(
+        settings, Subscription(topic, "g-" + topic.name, handler), producer
+    )
     try:
         dead = await read_all(kafka_bootstrap, topic.dead_letter, 2)
     finally:

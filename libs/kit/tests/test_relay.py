@@ -34,8 +34,12 @@ async def write_events(db: Database, collection_ids: list[uuid.UUID], per_key: i
 
 async def consume(bootstrap: str, count: int, timeout: float = 20) -> list[tuple[str, str]]:
     consumer = AIOKafkaConsumer(
-        TOPIC, bootstrap_servers=bootstrap, group_id=f"r-{uuid.uuid4().hex[:6]}",
-        auto_offset_reset="earliest", enable_auto_commit=False, fetch_max_wait_ms=10,
+        TOPIC,
+        bootstrap_servers=bootstrap,
+        group_id=f"r-{uuid.uuid4().hex[:6]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=10,
     )
     await consumer.start()
     out: list[tuple[str, str]] = []
@@ -54,7 +58,9 @@ async def pending(db: Database) -> int:
         return (await uow.outbox.backlog())[0]
 
 
-async def test_relay_publishes_in_order_per_key(catalog_url: str, embedded_broker: EmbeddedBroker) -> None:
+async def test_relay_publishes_in_order_per_key(
+    catalog_url: str, embedded_broker: EmbeddedBroker
+) -> None:
     settings = Settings(kafka_bootstrap=embedded_broker.bootstrap, database_url=catalog_url)
     await ensure_topics(embedded_broker.bootstrap)
     db = Database(catalog_url)
@@ -101,7 +107,9 @@ async def test_relay_survives_a_broker_restart_and_resends_what_was_lost(
         embedded_broker.stop()
         async with UnitOfWork(db) as uow:
             for i in range(5, 10):
-                await uow.outbox.add(CollectionRequested(collection_id=key, requested_by=str(i)), source="/t")
+                await uow.outbox.add(
+                    CollectionRequested(collection_id=key, requested_by=str(i)), source="/t"
+                )
             await uow.commit()
         await asyncio.sleep(1)
         assert await pending(db) == 5  # nothing marked published while the broker is away

@@ -77,7 +77,9 @@ class DatasetRepository:
         result = await self.session.execute(stmt.order_by(Dataset.schema_name, Dataset.name))
         return list(result.scalars())
 
-    async def find(self, *, endpoint_id: uuid.UUID | None = None, limit: int = 200) -> list[Dataset]:
+    async def find(
+        self, *, endpoint_id: uuid.UUID | None = None, limit: int = 200
+    ) -> list[Dataset]:
         stmt = select(Dataset).where(Dataset.removed_at.is_(None))
         if endpoint_id is not None:
             stmt = stmt.where(Dataset.endpoint_id == endpoint_id)

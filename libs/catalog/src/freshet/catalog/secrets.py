@@ -38,7 +38,9 @@ class SecretBox:
         try:
             plain = self._fernet.decrypt(ciphertext.encode())
         except InvalidToken:
-            raise SecretError("endpoint secrets cannot be decrypted with the configured keys") from None
+            raise SecretError(
+                "endpoint secrets cannot be decrypted with the configured keys"
+            ) from None
         data = json.loads(plain)
         return {str(k): str(v) for k, v in data.items()}
 

@@ -7,7 +7,7 @@ whose message is safe to show and whose `transient` flag says whether a retry ma
 from freshet.connectors.connector import Connector
 from freshet.connectors.errors import ConnectorError, sanitise
 from freshet.connectors.models import ColumnInfo, ForeignKeyInfo, Sample, TableInfo
-from freshet.connectors.registry import KINDS, connector_for
+from freshet.connectors.registry import KINDS, ConnectorFactory, connector_factory, connector_for
 from freshet.connectors.values import json_safe
 
 __all__ = [
@@ -15,9 +15,11 @@ __all__ = [
     "ColumnInfo",
     "Connector",
     "ConnectorError",
+    "ConnectorFactory",
     "ForeignKeyInfo",
     "Sample",
     "TableInfo",
+    "connector_factory",
     "connector_for",
     "json_safe",
     "sanitise",

@@ -74,3 +74,15 @@ def _validate(
     # Raised outside the `except` block so the ValidationError, input values and all, does not
     # ride along as `__context__`.
     raise ConnectorError(sanitise(f"invalid {kind} config: {problems}", secrets), transient=False)
+
+
+ConnectorFactory = Callable[[str, Mapping[str, object], Mapping[str, str]], Connector]
+
+
+def connector_factory(timeout_s: float) -> ConnectorFactory:
+    """`connector_for` with a fixed timeout: what services hold, and tests replace."""
+
+    def connect(kind: str, config: Mapping[str, object], secrets: Mapping[str, str]) -> Connector:
+        return connector_for(kind, config, secrets, timeout_s=timeout_s)
+
+    return connect

@@ -34,7 +34,8 @@ T = TypeVar("T")
 
 
 class SqliteConfig(BaseModel, extra="forbid", frozen=True):
-    path: str = Field(min_length=1)
+    # No NUL: the OS cannot open such a path, and pathlib raises ValueError on sight of one.
+    path: str = Field(min_length=1, pattern=r"^[^\x00]+$")
 
 
 class SqliteConnector:
@@ -93,6 +94,10 @@ class SqliteConnector:
             return work(session)
         except sqlite3.Error as exc:
             error = self._error(exc, session, table)
+        except OSError as exc:
+            error = self._permanent(
+                f"cannot open SQLite database {self._path}: {exc.strerror or exc}"
+            )
         finally:
             if session is not None:
                 session.close()
@@ -124,7 +129,9 @@ class SqliteConnector:
             return ConnectorError("SQLite statement was interrupted", transient=True)
         if name.startswith("SQLITE_NOTADB"):
             return self._permanent(f"not a SQLite database: {self._path}")
-        if table is not None and str(exc).startswith("no such table"):
+        # Only the sampled table itself: a view over a dropped table fails with the same
+        # error naming the dropped one, which the generic message below reports better.
+        if table is not None and str(exc) == f"no such table: {SCHEMA}.{table}":
             return self._permanent(f"table not found: {SCHEMA}.{table}")
         return self._permanent(f"SQLite error on {self._path}: {exc}")
 

@@ -95,9 +95,7 @@ DatabaseFactory = Callable[[str], Awaitable[str]]
 
 
 @pytest.fixture
-async def new_database(
-    postgres_server_url: str, tmp_path: Path
-) -> AsyncIterator[DatabaseFactory]:
+async def new_database(postgres_server_url: str, tmp_path: Path) -> AsyncIterator[DatabaseFactory]:
     """Make empty, migrated catalog databases of a kind ("sqlite" or "postgres")."""
     created: list[str] = []
 
@@ -108,8 +106,10 @@ async def new_database(
             name = f"freshet_test_{uuid.uuid4().hex[:12]}"
             await _admin(postgres_server_url, f'CREATE DATABASE "{name}"')
             created.append(name)
-            url = make_url(postgres_server_url).set(database=name).render_as_string(
-                hide_password=False
+            url = (
+                make_url(postgres_server_url)
+                .set(database=name)
+                .render_as_string(hide_password=False)
             )
         await migrate(url)
         return url
@@ -139,3 +139,15 @@ async def eventually(
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+
+
+def create_postgres_database(server_url: str, prefix: str = "freshet_test") -> str:
+    """Create an empty database on the server (outside any event loop); return its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(server_url, f'CREATE DATABASE "{name}"'))
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_postgres_database(server_url: str, url: str) -> None:
+    name = make_url(url).database
+    asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -12,6 +12,7 @@ Every setting comes from `FRESHET_*` variables; a set `FRESHET_KAFKA_BOOTSTRAP` 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import json
 import os
@@ -47,10 +48,8 @@ PR_SET_PDEATHSIG = 1
 
 def _die_with_parent() -> None:
     # If the launcher is killed outright, the kernel still stops its children.
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
 
 
 @dataclass
@@ -63,6 +62,13 @@ class Stack:
     database_url: str | None = None
     broker: EmbeddedBroker | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # Per-service HTTP ports; by default the gateway port and the four after it.
+    ports: dict[str, int] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, offset in SERVICES.items():
+            self.ports.setdefault(name, self.gateway_port + offset)
 
     @classmethod
     def from_env(cls) -> Stack:
@@ -79,7 +85,10 @@ class Stack:
 
     @property
     def gateway_url(self) -> str:
-        return f"http://{self.host}:{self.gateway_port}"
+        return self.url("gateway")
+
+    def url(self, service: str) -> str:
+        return f"http://{self.host}:{self.ports[service]}"
 
     @property
     def bootstrap(self) -> str:
@@ -119,8 +128,21 @@ class Stack:
             "FRESHET_SECRET_KEY_FILE": str(self.data_dir / "secret.key"),
             "FRESHET_API_TOKENS_FILE": str(self.data_dir / "api-tokens"),
             "FRESHET_HTTP_HOST": self.host,
-            "FRESHET_HTTP_PORT": str(self.gateway_port + SERVICES[name]),
+            "FRESHET_HTTP_PORT": str(self.ports[name]),
+            **self.extra_env,
         }
+
+    def start(self) -> tuple[str, Path]:
+        """Everything but the demo registration: files, broker, topics, catalog, services."""
+        token, demo = self.prepare_files()
+        if not self.kafka_bootstrap:
+            self.broker = EmbeddedBroker(self.kafka_port, self.data_dir / "logs" / "broker.log")
+            self.broker.start()
+        asyncio.run(ensure_topics(self.bootstrap))
+        asyncio.run(migrate(self.catalog_url))
+        self.start_services()
+        self.wait_ready()
+        return token, demo
 
     def start_services(self) -> None:
         for name in SERVICES:
@@ -131,7 +153,7 @@ class Stack:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches the launcher only; it stops them in order
-                preexec_fn=_die_with_parent,  # noqa: PLW1509
+                preexec_fn=_die_with_parent,
             )
             log.close()
         _write_private(
@@ -151,9 +173,8 @@ class Stack:
                             f"{name} exited with code {proc.returncode}; "
                             f"see {self.data_dir / 'logs' / (name + '.log')}"
                         )
-                    port = self.gateway_port + SERVICES[name]
                     try:
-                        if http.get(f"http://{self.host}:{port}/ready").status_code == 200:
+                        if http.get(f"{self.url(name)}/ready").status_code == 200:
                             pending.discard(name)
                     except httpx.HTTPError:
                         pass
@@ -221,14 +242,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_signal)
     out = sys.stdout
     try:
-        token, demo = stack.prepare_files()
-        if not stack.kafka_bootstrap:
-            stack.broker = EmbeddedBroker(stack.kafka_port, stack.data_dir / "logs" / "broker.log")
-            stack.broker.start()
-        asyncio.run(ensure_topics(stack.bootstrap))
-        asyncio.run(migrate(stack.catalog_url))
-        stack.start_services()
-        stack.wait_ready()
+        token, demo = stack.start()
         endpoint = register_demo(stack, token, demo)
         out.write(
             "\nFreshet is up.\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable
 
 from aiokafka import AIOKafkaProducer
@@ -48,19 +49,20 @@ async def ensure_topics(bootstrap: str, topics: Iterable[Topic] = TOPICS) -> lis
         existing = set(await admin.list_topics())
         missing = {n: p for n, p in wanted_topics(topics).items() if n not in existing}
         if missing:
-            try:
+            # Another process may have created them first.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
                     [NewTopic(n, p, replication_factor=1) for n, p in missing.items()]
                 )
-            except TopicAlreadyExistsError:
-                pass  # another process created them first
         return sorted(missing)
     finally:
         await admin.close()
 
 
 async def list_topics(bootstrap: str, timeout_s: float = 5.0) -> set[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
+    )
     try:
         await asyncio.wait_for(admin.start(), timeout_s)
         return set(await asyncio.wait_for(admin.list_topics(), timeout_s))

@@ -216,7 +216,9 @@ class Consumer:
                         await self.sub.handler(envelope)
             except Exception as exc:
                 reason = "handler_exhausted" if is_transient(exc) else "handler_rejected"
-                log.error("handler failed, dead-lettering", reason=reason, error=describe_error(exc))
+                log.error(
+                    "handler failed, dead-lettering", reason=reason, error=describe_error(exc)
+                )
                 await self._dead_letter(record, reason, describe_error(exc), attempts=attempts)
                 return "dead_lettered"
             finally:

@@ -16,7 +16,9 @@ HANDLER_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
 RETRIES = Counter(
-    "freshet_handler_retries_total", "Handler attempts that failed and were retried.", ["topic", "group"]
+    "freshet_handler_retries_total",
+    "Handler attempts that failed and were retried.",
+    ["topic", "group"],
 )
 DEAD_LETTERS = Counter(
     "freshet_dead_letters_total",

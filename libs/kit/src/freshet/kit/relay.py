@@ -189,7 +189,9 @@ class OutboxRelay:
     async def _housekeeping(self) -> None:
         now = utcnow()
         async with UnitOfWork(self.db) as uow:
-            pruned = await uow.outbox.prune(now - timedelta(hours=self.settings.outbox_retention_hours))
+            pruned = await uow.outbox.prune(
+                now - timedelta(hours=self.settings.outbox_retention_hours)
+            )
             await uow.inbox.prune(now - timedelta(hours=self.settings.inbox_retention_hours))
             count, oldest = await uow.outbox.backlog()
             await uow.commit()

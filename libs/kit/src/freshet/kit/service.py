@@ -18,6 +18,7 @@ from typing import Any
 
 import structlog
 import uvicorn
+from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -44,13 +45,21 @@ class ServiceRuntime:
         self.source = f"/freshet/{name}"
         self.holder = holder_id(name)
         self.db = Database(settings.database_url)
-        self.producer = make_producer(settings, client_id=self.holder)
-        self.relay = OutboxRelay(settings, self.db, self.producer, self.holder) if run_relay else None
+        self.run_relay = run_relay
+        # aiokafka clients must be made inside the running event loop: see start().
+        self._producer: AIOKafkaProducer | None = None
+        self.relay: OutboxRelay | None = None
         self.subscriptions: list[Subscription] = []
         self.consumers: list[Consumer] = []
         self._on_start: list[Hook] = []
         self._on_stop: list[Hook] = []
         self.started = False
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise RuntimeError(f"{self.name} is not started")
+        return self._producer
 
     def subscribe(self, topic: Topic, group: str, handler: Handler) -> None:
         self.subscriptions.append(Subscription(topic, group, handler))
@@ -70,8 +79,10 @@ class ServiceRuntime:
             subscriptions=[f"{s.topic.name}/{s.group}" for s in self.subscriptions],
         )
         await self.db.ping()
-        await self.producer.start()
-        if self.relay is not None:
+        self._producer = make_producer(self.settings, client_id=self.holder)
+        await self._producer.start()
+        if self.run_relay:
+            self.relay = OutboxRelay(self.settings, self.db, self._producer, self.holder)
             await self.relay.start()
         for sub in self.subscriptions:
             consumer = Consumer(self.settings, sub, self.producer, client_id=self.holder)
@@ -90,7 +101,8 @@ class ServiceRuntime:
         await asyncio.gather(*(c.stop() for c in self.consumers), return_exceptions=True)
         if self.relay is not None:
             await self.relay.stop()
-        await self.producer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
         await self.db.dispose()
         log.info("stopped")
 
@@ -105,7 +117,10 @@ class ServiceRuntime:
                 checks[name] = describe_error(exc, limit=200)
 
         await check("database", self.db.ping())
-        await check("broker", self.producer.client.fetch_all_metadata())
+        if self._producer is None:
+            checks["broker"] = "not started"
+        else:
+            await check("broker", self._producer.client.fetch_all_metadata())
         checks["consumers"] = (
             "ok" if all(c.running for c in self.consumers) and self.started else "not running"
         )
@@ -136,7 +151,11 @@ class ServiceRuntime:
             checks = await runtime.readiness()
             ok = all(v == "ok" for v in checks.values())
             return JSONResponse(
-                {"status": "ready" if ok else "not_ready", "service": runtime.name, "checks": checks},
+                {
+                    "status": "ready" if ok else "not_ready",
+                    "service": runtime.name,
+                    "checks": checks,
+                },
                 status_code=200 if ok else 503,
             )
 

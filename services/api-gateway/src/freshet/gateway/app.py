@@ -16,7 +16,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
     runtime = ServiceRuntime("gateway", settings)
     app = runtime.app(
-        description="Freshet keeps a data catalog fresh. Authenticate with `Authorization: Bearer <token>`.",
+        description=(
+            "Freshet keeps a data catalog fresh. Authenticate with `Authorization: Bearer <token>`."
+        ),
         version="0.1.0",
     )
     app.state.tokens = TokenStore.from_settings(settings)

@@ -8,10 +8,10 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 
 from freshet.catalog import Collection, CollectionRun, Endpoint, RunStatus, UnitOfWork
+from freshet.catalog.clock import utcnow
 from freshet.catalog.secrets import SecretBox
 from freshet.connectors import KINDS, ConnectorError, connector_for
 from freshet.contracts import CollectionChanged, CollectionRequested
-from freshet.catalog.clock import utcnow
 from freshet.gateway import errors
 from freshet.gateway.auth import Principal
 from freshet.gateway.schemas import EndpointCreate

@@ -22,7 +22,9 @@ def get_runtime(request: Request) -> ServiceRuntime:
     return runtime
 
 
-async def get_uow(runtime: Annotated[ServiceRuntime, Depends(get_runtime)]) -> AsyncIterator[UnitOfWork]:
+async def get_uow(
+    runtime: Annotated[ServiceRuntime, Depends(get_runtime)],
+) -> AsyncIterator[UnitOfWork]:
     async with UnitOfWork(runtime.db) as uow:
         yield uow
 

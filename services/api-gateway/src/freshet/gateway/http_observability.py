@@ -13,11 +13,14 @@ from prometheus_client import Counter, Histogram
 CORRELATION_HEADER = "X-Correlation-ID"
 
 REQUESTS = Counter(
-    "freshet_http_requests_total", "HTTP requests by route, method and status.",
+    "freshet_http_requests_total",
+    "HTTP requests by route, method and status.",
     ["route", "method", "status"],
 )
 LATENCY = Histogram(
-    "freshet_http_request_duration_seconds", "HTTP request latency by route.", ["route", "method"],
+    "freshet_http_request_duration_seconds",
+    "HTTP request latency by route.",
+    ["route", "method"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 log = structlog.get_logger("freshet.http")

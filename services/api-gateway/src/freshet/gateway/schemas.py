@@ -41,7 +41,9 @@ class EndpointOut(BaseModel):
     updated_at: datetime
 
     @classmethod
-    def of(cls, e: Endpoint, collection: Collection | None, secret_fields: list[str]) -> EndpointOut:
+    def of(
+        cls, e: Endpoint, collection: Collection | None, secret_fields: list[str]
+    ) -> EndpointOut:
         return cls(
             id=e.id,
             name=e.name,

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from freshet.collector.handlers import CollectorDeps, handle_collection_requested
+from freshet.connectors import connector_factory
 from freshet.contracts import CollectionRequested, Envelope, topic_for
 from freshet.kit.secrets import secret_box
 from freshet.kit.service import ServiceRuntime
 from freshet.kit.settings import Settings
-from freshet.collector.handlers import (
-    CollectorDeps,
-    default_connector_factory,
-    handle_collection_requested,
-)
 
 GROUP = "freshet-collector"
 
@@ -24,7 +21,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         db=runtime.db,
         secrets=secret_box(settings),
         source=runtime.source,
-        connect=default_connector_factory(settings.source_timeout_s),
+        connect=connector_factory(settings.source_timeout_s),
     )
 
     async def on_request(env: Envelope) -> None:

@@ -7,19 +7,24 @@ a redelivered request resumes or does nothing, and never makes a second run.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import stamina
 import structlog
 
-from freshet.catalog import CollectionRun, Database, DatasetSpec, ForeignKeySpec, RunStatus
-from freshet.catalog import UnitOfWork
+from freshet.catalog import (
+    CollectionRun,
+    Database,
+    DatasetSpec,
+    ForeignKeySpec,
+    RunStatus,
+    UnitOfWork,
+)
 from freshet.catalog.clock import utcnow
 from freshet.catalog.datasets import SyncResult
 from freshet.catalog.models import Dataset
 from freshet.catalog.secrets import SecretBox
-from freshet.connectors import Connector, ConnectorError, TableInfo, connector_for
+from freshet.connectors import ConnectorError, ConnectorFactory, TableInfo
 from freshet.contracts import (
     CollectionRequested,
     DatasetDiff,
@@ -35,8 +40,6 @@ from freshet.kit.redaction import describe_error
 RUN_ID_NAMESPACE = uuid.UUID("6f1c3a52-8b1e-4d0a-9c55-0e5b7f1d2a10")
 log = structlog.get_logger("freshet.collector")
 
-ConnectorFactory = Callable[[str, Mapping[str, object], Mapping[str, str]], Connector]
-
 
 @dataclass
 class CollectorDeps:
@@ -45,13 +48,6 @@ class CollectorDeps:
     source: str
     connect: ConnectorFactory
     introspect_attempts: int = 3
-
-
-def default_connector_factory(timeout_s: float) -> ConnectorFactory:
-    def connect(kind: str, config: Mapping[str, object], secrets: Mapping[str, str]) -> Connector:
-        return connector_for(kind, config, secrets, timeout_s=timeout_s)
-
-    return connect
 
 
 def run_id_for(cmd: CollectionRequested, event_id: str) -> uuid.UUID:
@@ -70,7 +66,9 @@ async def handle_collection_requested(env: Envelope, deps: CollectorDeps) -> Non
         try:
             tables = await _discover(deps, kind, config, secrets)
         except Exception as exc:
-            await _finish(run, env, deps, RunStatus.FAILED, error=describe_error(exc, secrets.values()))
+            await _finish(
+                run, env, deps, RunStatus.FAILED, error=describe_error(exc, secrets.values())
+            )
             return
         await _finish(run, env, deps, RunStatus.SUCCEEDED, tables=tables, kind=kind)
 
@@ -100,7 +98,9 @@ async def _start_run(
             return None
         if status is RunStatus.QUEUED:
             if collection is None or not collection.is_enabled:
-                await _complete(uow, run, env, deps, RunStatus.SKIPPED, error="collection is disabled")
+                await _complete(
+                    uow, run, env, deps, RunStatus.SKIPPED, error="collection is disabled"
+                )
                 await uow.commit()
                 return None
             if not await uow.runs.transition(run.id, RunStatus.RUNNING):

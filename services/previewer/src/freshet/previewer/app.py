@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from pydantic_settings import SettingsConfigDict
 
-from freshet.connectors import Connector, connector_for
+from freshet.connectors import connector_factory
 from freshet.contracts import Envelope, PreviewRequested, PreviewSampled, RunCompleted, topic_for
 from freshet.kit.secrets import secret_box
 from freshet.kit.service import ServiceRuntime
@@ -28,14 +28,11 @@ def create_app(settings: PreviewerSettings | None = None) -> FastAPI:
     settings = settings or PreviewerSettings()
     runtime = ServiceRuntime("previewer", settings)
 
-    def connect(kind: str, config: object, secrets: object) -> Connector:
-        return connector_for(kind, config, secrets, timeout_s=settings.source_timeout_s)  # type: ignore[arg-type]
-
     deps = PreviewerDeps(
         db=runtime.db,
         secrets=secret_box(settings),
         source=runtime.source,
-        connect=connect,
+        connect=connector_factory(settings.source_timeout_s),
         auto=settings.preview_auto,
     )
 

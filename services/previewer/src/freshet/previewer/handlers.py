@@ -6,7 +6,6 @@ redelivered event changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,15 +14,13 @@ import structlog
 from freshet.catalog import Database, UnitOfWork
 from freshet.catalog.clock import utcnow
 from freshet.catalog.secrets import SecretBox
-from freshet.connectors import Connector, ConnectorError
+from freshet.connectors import ConnectorError, ConnectorFactory
 from freshet.contracts import Envelope, PreviewRequested, PreviewSampled, RunCompleted
 from freshet.contracts.events import MAX_PREVIEW_ROWS
 from freshet.kit import metrics
 from freshet.kit.redaction import describe_error
 
 log = structlog.get_logger("freshet.previewer")
-
-ConnectorFactory = Callable[[str, Mapping[str, object], Mapping[str, str]], Connector]
 
 FANOUT = "previewer.fanout"
 SAMPLE = "previewer.sample"

@@ -28,7 +28,9 @@ async def list_endpoints(uow: Uow, box: Box, _: Viewer) -> list[EndpointOut]:
     out = []
     for endpoint in await uow.endpoints.all():
         collection = await uow.collections.for_endpoint(endpoint.id)
-        out.append(EndpointOut.of(endpoint, collection, sorted(box.decrypt(endpoint.secret_ciphertext))))
+        out.append(
+            EndpointOut.of(endpoint, collection, sorted(box.decrypt(endpoint.secret_ciphertext)))
+        )
     return out
 
 
