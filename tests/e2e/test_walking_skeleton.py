@@ -8,7 +8,9 @@ register endpoint -> trigger -> QUEUED run + CollectionRequested (one transactio
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import uuid
 from typing import Any
 
 import httpx
@@ -27,8 +29,11 @@ async def register(http: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, A
     return dict(response.json())
 
 
-async def trigger_and_wait(http: httpx.AsyncClient, collection_id: str) -> dict[str, Any]:
-    response = await http.post(f"/collections/{collection_id}/trigger")
+async def trigger_and_wait(
+    http: httpx.AsyncClient, collection_id: str, correlation_id: str | None = None
+) -> dict[str, Any]:
+    headers = {"X-Correlation-ID": correlation_id} if correlation_id else {}
+    response = await http.post(f"/collections/{collection_id}/trigger", headers=headers)
     assert response.status_code == 202, response.text
     run = response.json()
     assert run["status"] == "QUEUED"
@@ -55,7 +60,8 @@ async def test_sqlite_endpoint_is_collected_and_previewed(system: System) -> Non
         endpoint = await register(
             http, {"name": "shop-sqlite", "kind": "sqlite", "config": {"path": str(system.demo)}}
         )
-        run = await trigger_and_wait(http, endpoint["collection_id"])
+        correlation_id = f"e2e-{uuid.uuid4().hex}"
+        run = await trigger_and_wait(http, endpoint["collection_id"], correlation_id)
         assert run["status"] == "SUCCEEDED", run
         assert run["requested_by"] == "dev-admin"
         assert run["trigger_source"] == "manual"
@@ -86,6 +92,16 @@ async def test_sqlite_endpoint_is_collected_and_previewed(system: System) -> Non
         edges = {e["name"] for e in orders["edges"]}
         assert "main.orders(customer_id)->main.customers(id)" in edges
         assert "main.order_items(order_id)->main.orders(id)" in edges
+    # One correlation id follows the request through every service's structured logs.
+    for service in ("gateway", "collector", "previewer"):
+        logged = [
+            json.loads(line)
+            for line in (system.logs / f"{service}.log").read_text().splitlines()
+            if line.startswith("{")
+        ]
+        assert all(line["service"] == service for line in logged)
+        mine = [line for line in logged if line.get("correlation_id") == correlation_id]
+        assert mine, f"{service} logged nothing with correlation id {correlation_id}"
 
 
 async def test_postgres_endpoint_is_collected_without_leaking_its_password(system: System) -> None:

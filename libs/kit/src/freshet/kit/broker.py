@@ -38,7 +38,9 @@ def wanted_topics(topics: Iterable[Topic] = TOPICS) -> dict[str, int]:
     return out
 
 
-async def ensure_topics(bootstrap: str, topics: Iterable[Topic] = TOPICS) -> list[str]:
+async def ensure_topics(
+    bootstrap: str, topics: Iterable[Topic] = TOPICS, *, replication_factor: int = 1
+) -> list[str]:
     """Create the topics that do not exist yet, with their partition counts; return those made.
 
     Created explicitly because brokers that auto-create topics pick their own partition count.
@@ -52,7 +54,7 @@ async def ensure_topics(bootstrap: str, topics: Iterable[Topic] = TOPICS) -> lis
             # Another process may have created them first.
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
-                    [NewTopic(n, p, replication_factor=1) for n, p in missing.items()]
+                    [NewTopic(n, p, replication_factor) for n, p in missing.items()]
                 )
         return sorted(missing)
     finally:

@@ -135,8 +135,19 @@ class Consumer:
         kafka = self._kafka
         next_lag = 0.0
         loop = asyncio.get_running_loop()
+        failures = 0
         while not self._stopping:
-            batches = await kafka.getmany(timeout_ms=200, max_records=200)
+            try:
+                batches = await kafka.getmany(timeout_ms=200, max_records=200)
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # The broker is away or the group is rebalancing: keep consuming when it is back.
+                failures += 1
+                log.warning("fetch failed", topic=self.topic, error=describe_error(exc))
+                await asyncio.sleep(min(self.settings.retry_initial_s * 2**failures, 5.0))
+                continue
             for tp, records in batches.items():
                 if records:
                     kafka.pause(tp)

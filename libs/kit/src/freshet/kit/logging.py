@@ -17,8 +17,14 @@ def _scrub(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> 
 
 
 def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> None:
+    def add_service(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Any:
+        # A processor, not a context variable: lines logged from driver threads get it too.
+        event_dict.setdefault("service", service)
+        return event_dict
+
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        add_service,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
@@ -51,10 +57,9 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> N
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("aiokafka", "uvicorn.access", "sqlalchemy.engine"):
+    for noisy in ("aiokafka", "aiosqlite", "asyncio", "uvicorn.access", "sqlalchemy.engine"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(service=service)
 
 
 def get_logger(name: str | None = None) -> Any:

@@ -34,6 +34,7 @@ from freshet.kit.settings import Settings
 
 LEASE_NAME = "outbox-relay"
 TOPIC_CHECK_INTERVAL_S = 2.0
+BACKLOG_INTERVAL_S = 5.0
 HOUSEKEEPING_INTERVAL_S = 60.0
 log = structlog.get_logger("freshet.relay")
 
@@ -57,6 +58,7 @@ class OutboxRelay:
         self._lease_renewed_at = -1e9
         self._topics_checked_at = -1e9
         self._housekeeping_at = -1e9
+        self._backlog_at = -1e9
         self._failures = 0
         db.on_outbox_commit(self.wake)
 
@@ -99,6 +101,9 @@ class OutboxRelay:
                         await self._check_topics()
                         self._topics_checked_at = loop.time()
                     sent = await self.publish_pending()
+                    if loop.time() - self._backlog_at >= BACKLOG_INTERVAL_S:
+                        await self._export_backlog()
+                        self._backlog_at = loop.time()
                     if loop.time() - self._housekeeping_at >= HOUSEKEEPING_INTERVAL_S:
                         await self._housekeeping()
                         self._housekeeping_at = loop.time()
@@ -175,7 +180,10 @@ class OutboxRelay:
         if not missing:
             return
         log.warning("broker is missing topics; recreating and re-sending", missing=missing)
-        await ensure_topics(self.settings.kafka_bootstrap)
+        await ensure_topics(
+            self.settings.kafka_bootstrap,
+            replication_factor=self.settings.topic_replication_factor,
+        )
         if len(missing) == len(all_topic_names()):
             # Every topic gone: the broker lost its state. Events it acknowledged may never
             # have been consumed, so send again what was published within the window.
@@ -186,6 +194,12 @@ class OutboxRelay:
             metrics.OUTBOX_REPLAYS.inc()
             log.warning("re-sending events after broker loss", events=requeued)
 
+    async def _export_backlog(self) -> None:
+        async with UnitOfWork(self.db) as uow:
+            count, oldest = await uow.outbox.backlog()
+        metrics.OUTBOX_BACKLOG.set(count)
+        metrics.OUTBOX_OLDEST_AGE.set((utcnow() - oldest).total_seconds() if oldest else 0)
+
     async def _housekeeping(self) -> None:
         now = utcnow()
         async with UnitOfWork(self.db) as uow:
@@ -193,9 +207,6 @@ class OutboxRelay:
                 now - timedelta(hours=self.settings.outbox_retention_hours)
             )
             await uow.inbox.prune(now - timedelta(hours=self.settings.inbox_retention_hours))
-            count, oldest = await uow.outbox.backlog()
             await uow.commit()
-        metrics.OUTBOX_BACKLOG.set(count)
-        metrics.OUTBOX_OLDEST_AGE.set((now - oldest).total_seconds() if oldest else 0)
         if pruned:
             log.info("pruned published outbox events", events=pruned)

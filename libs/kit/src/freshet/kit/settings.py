@@ -16,6 +16,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var")
     database_url: str = "sqlite:///var/catalog.db"
     kafka_bootstrap: str = "127.0.0.1:9092"
+    # For topics Freshet creates itself; 3 on a production cluster of three or more brokers.
+    topic_replication_factor: int = Field(default=1, ge=1)
 
     http_host: str = "127.0.0.1"
     http_port: int = 8000
