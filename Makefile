@@ -10,7 +10,8 @@ PYTEST_WORKERS ?= 2
 .PHONY: up test lint format bench install uv schemas clean
 
 uv:
-	@$(UV) --version >/dev/null 2>&1 || { echo "installing uv"; $(PYTHON) -m pip install --quiet uv; }
+	@$(UV) --version >/dev/null 2>&1 || { echo "installing uv"; \
+		$(PYTHON) -m pip install --quiet uv || $(PYTHON) -m pip install --quiet --user uv; }
 
 install: uv
 	@$(UV) sync --all-packages --frozen --quiet
