@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -22,8 +21,8 @@ from freshet.connectors import (
     Sample,
     TableInfo,
 )
-from freshet.contracts import CollectionRequested, Envelope
-from freshet.devstack.testing import DatabaseFactory
+from freshet.contracts import CollectionRequested, Envelope, Event
+from freshet.devstack.testing import envelope_of
 from freshet.kit.errors import PermanentError
 
 SECRET = "s3cret-pw-never-shown"
@@ -95,25 +94,20 @@ def no_retry_waits() -> Iterator[None]:
 
 
 @pytest.fixture
-async def db(new_database: DatabaseFactory) -> AsyncIterator[Database]:
-    url = await new_database("sqlite")
-    database = Database(url)
-    yield database
-    await database.dispose()
-
-
-@pytest.fixture
 def source() -> FakeSource:
     return FakeSource()
 
 
 @pytest.fixture
-def deps(db: Database, source: FakeSource) -> CollectorDeps:
+def deps(sqlite_catalog: Database, source: FakeSource) -> CollectorDeps:
     def connect(kind: str, config: Mapping[str, object], secrets: Mapping[str, str]) -> Connector:
         return source
 
     return CollectorDeps(
-        db=db, secrets=SecretBox([generate_key()]), source="/freshet/collector", connect=connect
+        db=sqlite_catalog,
+        secrets=SecretBox([generate_key()]),
+        source="/freshet/collector",
+        connect=connect,
     )
 
 
@@ -146,15 +140,8 @@ async def queue_run(
         return run.id
 
 
-def envelope(event: CollectionRequested, event_id: str | None = None) -> Envelope:
-    return Envelope(
-        id=event_id or str(uuid.uuid4()),
-        type=event.event_type,
-        source="/test",
-        time=datetime.now(UTC),
-        correlation_id="corr-1",
-        data=event,
-    )
+def envelope(event: Event, event_id: str | None = None) -> Envelope:
+    return envelope_of(event, event_id=event_id, correlation_id="corr-1")
 
 
 async def run_of(deps: CollectorDeps, run_id: uuid.UUID) -> dict[str, object]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,7 +20,7 @@ from freshet.contracts import (
     PreviewSampled,
     RunCompleted,
 )
-from freshet.devstack.testing import DatabaseFactory
+from freshet.devstack.testing import envelope_of
 from freshet.previewer.handlers import (
     PreviewerDeps,
     handle_preview_requested,
@@ -53,36 +53,25 @@ class FakeSource:
 
 
 @pytest.fixture
-async def db(new_database: DatabaseFactory) -> AsyncIterator[Database]:
-    database = Database(await new_database("sqlite"))
-    yield database
-    await database.dispose()
-
-
-@pytest.fixture
 def source() -> FakeSource:
     return FakeSource()
 
 
 @pytest.fixture
-def deps(db: Database, source: FakeSource) -> PreviewerDeps:
+def deps(sqlite_catalog: Database, source: FakeSource) -> PreviewerDeps:
     def connect(kind: str, config: Mapping[str, object], secrets: Mapping[str, str]) -> Connector:
         return source
 
     return PreviewerDeps(
-        db=db, secrets=SecretBox([generate_key()]), source="/freshet/previewer", connect=connect
+        db=sqlite_catalog,
+        secrets=SecretBox([generate_key()]),
+        source="/freshet/previewer",
+        connect=connect,
     )
 
 
 def envelope(event: Event, event_id: str | None = None) -> Envelope:
-    return Envelope(
-        id=event_id or str(uuid.uuid4()),
-        type=event.event_type,
-        source="/test",
-        time=NOW,
-        correlation_id="corr-7",
-        data=event,
-    )
+    return envelope_of(event, event_id=event_id, correlation_id="corr-7")
 
 
 async def add_endpoint(

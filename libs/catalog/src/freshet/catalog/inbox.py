@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from freshet.catalog.clock import utcnow
 from freshet.catalog.conflicts import insert_ignoring_conflict
+from freshet.catalog.database import Database
 from freshet.catalog.models import InboxMessage
 
 
@@ -30,3 +31,11 @@ class InboxRepository:
             delete(InboxMessage).where(InboxMessage.processed_at < processed_before)
         )
         return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def claim_once(db: Database, consumer: str, event_id: str) -> bool:
+    """Claim an event in a transaction of its own, for handlers that only record it."""
+    async with db.sessions() as session:
+        claimed = await InboxRepository(session).claim(consumer, event_id)
+        await session.commit()
+        return claimed

@@ -14,13 +14,16 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy.engine import make_url
 
+from freshet.catalog import Database
 from freshet.catalog.migrate import migrate
+from freshet.contracts import Envelope, Event
 from freshet.devstack.broker import EmbeddedBroker
 
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -151,3 +154,25 @@ def create_postgres_database(server_url: str, prefix: str = "freshet_test") -> s
 def drop_postgres_database(server_url: str, url: str) -> None:
     name = make_url(url).database
     asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+async def sqlite_catalog(new_database: DatabaseFactory) -> AsyncIterator[Database]:
+    """A catalog on a fresh, migrated SQLite file: fast, for handler tests."""
+    database = Database(await new_database("sqlite"))
+    yield database
+    await database.dispose()
+
+
+def envelope_of(
+    event: Event, *, event_id: str | None = None, correlation_id: str = "corr-1"
+) -> Envelope:
+    """An event as a handler receives it from the consumer wrapper."""
+    return Envelope(
+        id=event_id or str(uuid.uuid4()),
+        type=event.event_type,
+        source="/test",
+        time=datetime.now(UTC),
+        correlation_id=correlation_id,
+        data=event,
+    )

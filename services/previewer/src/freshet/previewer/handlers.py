@@ -13,6 +13,7 @@ import structlog
 
 from freshet.catalog import Database, UnitOfWork
 from freshet.catalog.clock import utcnow
+from freshet.catalog.inbox import claim_once
 from freshet.catalog.secrets import SecretBox
 from freshet.connectors import ConnectorError, ConnectorFactory
 from freshet.contracts import Envelope, PreviewRequested, PreviewSampled, RunCompleted
@@ -152,10 +153,8 @@ def preview_payload(sample: PreviewSampled) -> dict[str, Any]:
 
 
 async def _claim_only(env: Envelope, deps: PreviewerDeps, consumer: str, message: str) -> None:
-    async with UnitOfWork(deps.db) as uow:
-        if await uow.inbox.claim(consumer, env.id):
-            log.info(message)
-        await uow.commit()
+    if await claim_once(deps.db, consumer, env.id):
+        log.info(message)
 
 
 async def _record_failure(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import structlog
 from prometheus_client import Counter
 
-from freshet.catalog import Database, UnitOfWork
+from freshet.catalog import Database
+from freshet.catalog.inbox import claim_once
 from freshet.contracts import Envelope, RefreshRequested, RunCompleted
 
 log = structlog.get_logger("freshet.refresher")
@@ -21,10 +22,8 @@ RUNS_SEEN = Counter(
 async def handle_refresh_requested(env: Envelope, db: Database) -> None:
     event = env.data
     assert isinstance(event, RefreshRequested)
-    async with UnitOfWork(db) as uow:
-        if not await uow.inbox.claim("refresher.requests", env.id):
-            return
-        await uow.commit()
+    if not await claim_once(db, "refresher.requests", env.id):
+        return
     REQUESTS.labels(event.trigger_source).inc()
     log.info(
         "refresh requested",
@@ -37,10 +36,8 @@ async def handle_refresh_requested(env: Envelope, db: Database) -> None:
 async def handle_run_completed(env: Envelope, db: Database) -> None:
     event = env.data
     assert isinstance(event, RunCompleted)
-    async with UnitOfWork(db) as uow:
-        if not await uow.inbox.claim("refresher.runs", env.id):
-            return
-        await uow.commit()
+    if not await claim_once(db, "refresher.runs", env.id):
+        return
     RUNS_SEEN.labels(event.status).inc()
     log.info(
         "run completed seen",

@@ -5,7 +5,8 @@ from __future__ import annotations
 import structlog
 from prometheus_client import Counter
 
-from freshet.catalog import Database, UnitOfWork
+from freshet.catalog import Database
+from freshet.catalog.inbox import claim_once
 from freshet.contracts import CollectionChanged, Envelope
 
 log = structlog.get_logger("freshet.scheduler")
@@ -20,10 +21,8 @@ CHANGES = Counter(
 async def handle_collection_changed(env: Envelope, db: Database) -> None:
     event = env.data
     assert isinstance(event, CollectionChanged)
-    async with UnitOfWork(db) as uow:
-        if not await uow.inbox.claim("scheduler.changes", env.id):
-            return
-        await uow.commit()
+    if not await claim_once(db, "scheduler.changes", env.id):
+        return
     change = "deleted" if event.deleted else "scheduled" if event.schedule_cron else "manual"
     CHANGES.labels(change).inc()
     log.info(
