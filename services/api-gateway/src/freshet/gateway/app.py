@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import structlog
 from fastapi import FastAPI
 
 from freshet.gateway import errors, http_observability
@@ -10,6 +11,8 @@ from freshet.gateway.routes import collections, datasets, endpoints
 from freshet.gateway.settings import GatewaySettings
 from freshet.kit.secrets import secret_box
 from freshet.kit.service import ServiceRuntime
+
+log = structlog.get_logger("freshet.gateway")
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -22,6 +25,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         version="0.1.0",
     )
     app.state.tokens = TokenStore.from_settings(settings)
+
+    async def warn_without_tokens() -> None:
+        if not app.state.tokens:
+            log.warning(
+                "no API tokens configured: every request will be refused; "
+                "set FRESHET_API_TOKENS or FRESHET_API_TOKENS_FILE"
+            )
+
+    runtime.on_start(warn_without_tokens)
     app.state.secret_box = secret_box(settings)
     errors.install(app)
     http_observability.install(app)

@@ -45,6 +45,9 @@ class TokenStore:
             entries += settings.api_tokens_file.read_text().splitlines()
         return cls(entries)
 
+    def __len__(self) -> int:
+        return len(self._by_hash)
+
     def authenticate(self, token: str) -> Principal | None:
         digest = hash_token(token)
         for known, principal in self._by_hash.items():
