@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -54,6 +56,18 @@ def test_describe_error_is_one_short_secret_free_line() -> None:
     assert len(text) == 120
 
 
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    config = structlog.get_config()
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.configure(**config)
+
+
+@pytest.mark.usefixtures("restore_logging")
 def test_log_lines_are_json_with_service_and_correlation_id_and_no_secrets(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

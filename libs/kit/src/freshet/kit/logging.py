@@ -12,6 +12,16 @@ import structlog
 from freshet.kit.redaction import redact_mapping
 
 
+class _CurrentStderr:
+    """Writes to whatever `sys.stderr` is at the time (test capture swaps it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def _scrub(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Any:
     return redact_mapping(event_dict)
 
@@ -39,11 +49,11 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> N
     structlog.configure(
         processors=[*shared, structlog.processors.EventRenamer("message"), renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
     # Libraries log through the standard library; render their lines the same way.
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(_CurrentStderr())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,

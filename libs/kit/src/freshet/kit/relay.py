@@ -62,6 +62,10 @@ class OutboxRelay:
         self._failures = 0
         db.on_outbox_commit(self.wake)
 
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
     def wake(self) -> None:
         self._wake.set()
 

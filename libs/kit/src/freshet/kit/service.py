@@ -124,6 +124,10 @@ class ServiceRuntime:
         checks["consumers"] = (
             "ok" if all(c.running for c in self.consumers) and self.started else "not running"
         )
+        if self.run_relay:
+            checks["outbox_relay"] = (
+                "ok" if self.relay is not None and self.relay.running else "not running"
+            )
         return checks
 
     def app(self, **fastapi_kwargs: Any) -> FastAPI:
