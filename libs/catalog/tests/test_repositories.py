@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -286,3 +287,22 @@ async def test_a_lease_has_one_holder_until_it_expires(db: Database) -> None:
     async with UnitOfWork(db) as uow:
         assert await uow.leases.try_acquire("relay", "c", ttl)
         await uow.commit()
+
+
+async def test_a_read_only_unit_of_work_reads_but_cannot_commit(db: Database) -> None:
+    endpoint_id, _ = await make_collection(db)
+    async with UnitOfWork(db, read_only=True) as uow:
+        assert await uow.endpoints.get(endpoint_id) is not None
+        with pytest.raises(RuntimeError, match="cannot commit"):
+            await uow.commit()
+
+
+async def test_sqlite_readers_do_not_wait_for_a_writer(db: Database) -> None:
+    """A reader must not queue behind an open write transaction (it used to, on SQLite)."""
+    endpoint_id, _ = await make_collection(db)
+    async with UnitOfWork(db) as writer:
+        await writer.endpoints.add(name="held-open", kind="sqlite", config={})
+        async with UnitOfWork(db, read_only=True) as reader:
+            found = await asyncio.wait_for(reader.endpoints.get(endpoint_id), timeout=2)
+        assert found is not None
+        await writer.commit()

@@ -32,10 +32,14 @@ def redact(url: str | URL) -> str:
     return make_url(str(url)).render_as_string(hide_password=True) if url else ""
 
 
-def _tune_sqlite(engine: AsyncEngine) -> None:
+def _tune_sqlite(engine: AsyncEngine, *, writer: bool) -> None:
     # Several processes share one SQLite file in the embedded setup. WAL lets readers run beside
-    # the writer; BEGIN IMMEDIATE takes the write lock up front, so two writers queue on
-    # busy_timeout instead of failing with "database is locked" when a read lock is upgraded.
+    # the writer; writers BEGIN IMMEDIATE, taking the write lock up front, so two writers queue
+    # on busy_timeout instead of failing with "database is locked" when a read lock is upgraded.
+    # Readers BEGIN DEFERRED and never hold the write lock (a polling reader that took it stalled
+    # every writer; see docs/architecture.md).
+    begin = "BEGIN IMMEDIATE" if writer else "BEGIN"
+
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
@@ -48,7 +52,7 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql(begin)
 
 
 class Database:
@@ -60,9 +64,16 @@ class Database:
         if self.dialect == "postgresql":
             kwargs["pool_size"] = pool_size
         self.engine = create_async_engine(self.url, **kwargs)
+        # On PostgreSQL readers and writers share one engine; SQLite needs its own for readers.
+        self.reader = self.engine
         if self.dialect == "sqlite":
-            _tune_sqlite(self.engine)
+            _tune_sqlite(self.engine, writer=True)
+            self.reader = create_async_engine(self.url, **kwargs)
+            _tune_sqlite(self.reader, writer=False)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
+        self.read_sessions = async_sessionmaker(
+            self.reader, expire_on_commit=False, class_=AsyncSession
+        )
         self._outbox_listeners: list[Callable[[], None]] = []
 
     @property
@@ -83,6 +94,8 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self.reader is not self.engine:
+            await self.reader.dispose()
 
     def __repr__(self) -> str:
         return f"Database({redact(self.url)})"

@@ -25,6 +25,7 @@ class EndpointRepository:
         kind: str,
         config: dict[str, Any],
         secret_ciphertext: str | None = None,
+        secret_names: Sequence[str] = (),
         preview_policy: str = "auto",
         labels: Sequence[str] = (),
     ) -> Endpoint:
@@ -34,6 +35,7 @@ class EndpointRepository:
             kind=kind,
             config=config,
             secret_ciphertext=secret_ciphertext,
+            secret_names=sorted(secret_names),
             preview_policy=preview_policy,
             labels=list(labels),
         )

@@ -70,6 +70,8 @@ class Endpoint(Timestamps, Base):
     # Connection settings without secrets; secrets live encrypted in `secret_ciphertext`.
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     secret_ciphertext: Mapped[str | None] = mapped_column(Text, default=None)
+    # Names only, so listing endpoints never needs the key.
+    secret_names: Mapped[list[Any]] = mapped_column(default=list)
     preview_policy: Mapped[str] = mapped_column(String(20), default="auto")
     labels: Mapped[list[Any]] = mapped_column(default=list)
 

@@ -7,6 +7,8 @@
 
 Leaving the block without `commit()` rolls back. After a commit that wrote outbox rows, the
 process's outbox relay is woken so the events leave at once instead of at the next poll.
+`UnitOfWork(db, read_only=True)` is for reads: on SQLite it does not take the write lock, and
+it cannot commit.
 """
 
 from __future__ import annotations
@@ -35,11 +37,12 @@ class UnitOfWork:
     inbox: InboxRepository
     leases: LeaseRepository
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, read_only: bool = False) -> None:
         self.db = db
+        self.read_only = read_only
 
     async def __aenter__(self) -> Self:
-        self.session = self.db.sessions()
+        self.session = self.db.read_sessions() if self.read_only else self.db.sessions()
         self.endpoints = EndpointRepository(self.session)
         self.collections = CollectionRepository(self.session)
         self.runs = RunRepository(self.session)
@@ -60,6 +63,8 @@ class UnitOfWork:
         await self.session.close()
 
     async def commit(self) -> None:
+        if self.read_only:
+            raise RuntimeError("a read-only unit of work cannot commit")
         await self.session.commit()
         if self.outbox.added:
             self.outbox.added = 0

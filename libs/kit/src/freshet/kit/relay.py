@@ -146,7 +146,7 @@ class OutboxRelay:
 
     async def publish_pending(self) -> int:
         """Publish one batch of pending rows in id order; return how many were published."""
-        async with UnitOfWork(self.db) as uow:
+        async with UnitOfWork(self.db, read_only=True) as uow:
             rows = await uow.outbox.pending(self.settings.relay_batch_size)
         if not rows:
             return 0
@@ -199,7 +199,7 @@ class OutboxRelay:
             log.warning("re-sending events after broker loss", events=requeued)
 
     async def _export_backlog(self) -> None:
-        async with UnitOfWork(self.db) as uow:
+        async with UnitOfWork(self.db, read_only=True) as uow:
             count, oldest = await uow.outbox.backlog()
         metrics.OUTBOX_BACKLOG.set(count)
         metrics.OUTBOX_OLDEST_AGE.set((utcnow() - oldest).total_seconds() if oldest else 0)

@@ -39,7 +39,9 @@ class Settings(BaseSettings):
     session_timeout_ms: int = 10_000
 
     # Outbox relay.
-    relay_poll_interval_s: float = 0.05
+    # A read on a deferred transaction: cheap, and it bounds the wait of events written by
+    # another process than the relay's (measured in bench: 50 ms -> 300 ms p50, 10 ms -> 181).
+    relay_poll_interval_s: float = 0.02
     relay_batch_size: int = 500
     relay_lease_ttl_s: float = 10.0
     outbox_retention_hours: float = 24.0

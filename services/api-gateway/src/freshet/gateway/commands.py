@@ -48,6 +48,7 @@ async def register_endpoint(
             kind=data.kind,
             config=data.config,
             secret_ciphertext=box.encrypt(data.secrets),
+            secret_names=list(data.secrets),
             preview_policy=data.preview_policy,
             labels=data.labels,
         )

@@ -29,6 +29,13 @@ async def get_uow(
         yield uow
 
 
+async def get_read_uow(
+    runtime: Annotated[ServiceRuntime, Depends(get_runtime)],
+) -> AsyncIterator[UnitOfWork]:
+    async with UnitOfWork(runtime.db, read_only=True) as uow:
+        yield uow
+
+
 def get_secret_box(request: Request) -> SecretBox:
     box: SecretBox = request.app.state.secret_box
     return box
@@ -63,6 +70,7 @@ def require(role: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
 
 Runtime = Annotated[ServiceRuntime, Depends(get_runtime)]
 Uow = Annotated[UnitOfWork, Depends(get_uow)]
+ReadUow = Annotated[UnitOfWork, Depends(get_read_uow)]
 Box = Annotated[SecretBox, Depends(get_secret_box)]
 CorrelationId = Annotated[str, Depends(get_correlation_id)]
 Viewer = Annotated[Principal, Depends(require(Role.viewer))]

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Histogram
 
 CORRELATION_HEADER = "X-Correlation-ID"
@@ -36,7 +37,16 @@ def install(app: FastAPI) -> None:
         request.state.correlation_id = cid
         started = time.perf_counter()
         with structlog.contextvars.bound_contextvars(correlation_id=cid):
-            response = await call_next(request)
+            try:
+                response = await call_next(request)
+            except Exception:
+                # Starlette would answer outside every middleware: no body, no correlation id,
+                # not counted. Answer here so 5xx alerts and the logs see it.
+                log.exception("unhandled error", method=request.method, path=request.url.path)
+                response = JSONResponse(
+                    {"error": {"code": "E_INTERNAL", "message": "internal error"}},
+                    status_code=500,
+                )
             route = request.scope.get("route")
             path = getattr(route, "path", "unmatched")
             elapsed = time.perf_counter() - started

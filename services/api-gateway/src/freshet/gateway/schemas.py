@@ -41,15 +41,13 @@ class EndpointOut(BaseModel):
     updated_at: datetime
 
     @classmethod
-    def of(
-        cls, e: Endpoint, collection: Collection | None, secret_fields: list[str]
-    ) -> EndpointOut:
+    def of(cls, e: Endpoint, collection: Collection | None) -> EndpointOut:
         return cls(
             id=e.id,
             name=e.name,
             kind=e.kind,
             config=e.config,
-            secret_fields=secret_fields,
+            secret_fields=[str(n) for n in e.secret_names],
             preview_policy=e.preview_policy,
             labels=[str(x) for x in e.labels],
             collection_id=collection.id if collection else None,

@@ -77,7 +77,7 @@ async def handle_preview_requested(env: Envelope, deps: PreviewerDeps) -> None:
     """Sample one dataset through its connector and publish the rows as PreviewSampled."""
     request = env.data
     assert isinstance(request, PreviewRequested)
-    async with UnitOfWork(deps.db) as uow:
+    async with UnitOfWork(deps.db, read_only=True) as uow:
         dataset = await uow.datasets.get(request.dataset_id)
         endpoint = await uow.endpoints.get(request.endpoint_id)
     if dataset is None or endpoint is None or dataset.removed_at is not None:

@@ -9,19 +9,19 @@ from fastapi import APIRouter, Query, status
 
 from freshet.catalog import RunStatus
 from freshet.gateway import commands, errors
-from freshet.gateway.deps import CorrelationId, Operator, Runtime, Uow, Viewer
+from freshet.gateway.deps import CorrelationId, Operator, ReadUow, Runtime, Uow, Viewer
 from freshet.gateway.schemas import CollectionOut, RunOut
 
 router = APIRouter(tags=["collections"])
 
 
 @router.get("/collections")
-async def list_collections(uow: Uow, _: Viewer) -> list[CollectionOut]:
+async def list_collections(uow: ReadUow, _: Viewer) -> list[CollectionOut]:
     return [CollectionOut.of(c) for c in await uow.collections.all()]
 
 
 @router.get("/collections/{collection_id}")
-async def get_collection(collection_id: uuid.UUID, uow: Uow, _: Viewer) -> CollectionOut:
+async def get_collection(collection_id: uuid.UUID, uow: ReadUow, _: Viewer) -> CollectionOut:
     collection = await uow.collections.get(collection_id)
     if collection is None:
         raise errors.CollectionNotFound(f"collection {collection_id} does not exist")
@@ -41,7 +41,7 @@ async def trigger_collection(
 @router.get("/collections/{collection_id}/runs")
 async def list_runs(
     collection_id: uuid.UUID,
-    uow: Uow,
+    uow: ReadUow,
     _: Viewer,
     status_: Annotated[RunStatus | None, Query(alias="status")] = None,
     first: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -55,7 +55,7 @@ async def list_runs(
 
 
 @router.get("/runs/{run_id}")
-async def get_run(run_id: uuid.UUID, uow: Uow, _: Viewer) -> RunOut:
+async def get_run(run_id: uuid.UUID, uow: ReadUow, _: Viewer) -> RunOut:
     run = await uow.runs.get(run_id)
     if run is None:
         raise errors.RunNotFound(f"run {run_id} does not exist")

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from freshet.gateway import errors
-from freshet.gateway.deps import Uow, Viewer
+from freshet.gateway.deps import ReadUow, Viewer
 from freshet.gateway.schemas import DatasetOut
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
@@ -16,7 +16,7 @@ router = APIRouter(prefix="/datasets", tags=["datasets"])
 
 @router.get("")
 async def list_datasets(
-    uow: Uow,
+    uow: ReadUow,
     _: Viewer,
     endpoint_id: uuid.UUID | None = None,
     first: Annotated[int, Query(ge=1, le=1000)] = 200,
@@ -25,7 +25,7 @@ async def list_datasets(
 
 
 @router.get("/{dataset_id}")
-async def get_dataset(dataset_id: uuid.UUID, uow: Uow, _: Viewer) -> DatasetOut:
+async def get_dataset(dataset_id: uuid.UUID, uow: ReadUow, _: Viewer) -> DatasetOut:
     dataset = await uow.datasets.get(dataset_id)
     if dataset is None:
         raise errors.DatasetNotFound(f"dataset {dataset_id} does not exist")

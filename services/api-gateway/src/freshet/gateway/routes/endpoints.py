@@ -7,7 +7,7 @@ import uuid
 from fastapi import APIRouter, status
 
 from freshet.gateway import commands, errors
-from freshet.gateway.deps import Admin, Box, CorrelationId, Runtime, Uow, Viewer
+from freshet.gateway.deps import Admin, Box, CorrelationId, ReadUow, Runtime, Uow, Viewer
 from freshet.gateway.schemas import EndpointCreate, EndpointOut
 
 router = APIRouter(prefix="/endpoints", tags=["endpoints"])
@@ -20,24 +20,19 @@ async def create_endpoint(
     endpoint, collection = await commands.register_endpoint(
         uow, box, body, source=runtime.source, correlation_id=cid
     )
-    return EndpointOut.of(endpoint, collection, sorted(body.secrets))
+    return EndpointOut.of(endpoint, collection)
 
 
 @router.get("")
-async def list_endpoints(uow: Uow, box: Box, _: Viewer) -> list[EndpointOut]:
-    out = []
-    for endpoint in await uow.endpoints.all():
-        collection = await uow.collections.for_endpoint(endpoint.id)
-        out.append(
-            EndpointOut.of(endpoint, collection, sorted(box.decrypt(endpoint.secret_ciphertext)))
-        )
-    return out
+async def list_endpoints(uow: ReadUow, _: Viewer) -> list[EndpointOut]:
+    collections = {c.endpoint_id: c for c in await uow.collections.all()}
+    return [EndpointOut.of(e, collections.get(e.id)) for e in await uow.endpoints.all()]
 
 
 @router.get("/{endpoint_id}")
-async def get_endpoint(endpoint_id: uuid.UUID, uow: Uow, box: Box, _: Viewer) -> EndpointOut:
+async def get_endpoint(endpoint_id: uuid.UUID, uow: ReadUow, _: Viewer) -> EndpointOut:
     endpoint = await uow.endpoints.get(endpoint_id)
     if endpoint is None:
         raise errors.EndpointNotFound(f"endpoint {endpoint_id} does not exist")
     collection = await uow.collections.for_endpoint(endpoint.id)
-    return EndpointOut.of(endpoint, collection, sorted(box.decrypt(endpoint.secret_ciphertext)))
+    return EndpointOut.of(endpoint, collection)

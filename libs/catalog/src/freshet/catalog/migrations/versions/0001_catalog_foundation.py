@@ -34,6 +34,11 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("secret_ciphertext", sa.Text(), nullable=True),
+        sa.Column(
+            "secret_names",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
         sa.Column("preview_policy", sa.String(length=20), nullable=False),
         sa.Column(
             "labels",

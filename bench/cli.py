@@ -1,0 +1,258 @@
+"""`python -m bench`: run the benchmarks, print the figures, write var/bench/results.json."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import collector_throughput, preview_latency
+from bench.report import render
+from bench.sources import create_one_table_source, create_two_table_source
+from bench.stack import catalog_kind, make_stack, postgres_catalog, stop_stack
+from freshet.devstack.up import SERVICES
+from freshet.kit.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUTPUT = ROOT / "var" / "bench" / "results.json"
+SCENARIOS = ("collector", "preview")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Freshet throughput and latency figures. Starts its own broker and services "
+        "(temp data folder, free ports) and stops them when done, on error or on Ctrl-C.",
+    )
+    parser.add_argument("--runs", type=int, default=1000, help="collector runs (default 1000)")
+    parser.add_argument(
+        "--endpoints", type=int, default=20, help="endpoints the runs are spread over (20)"
+    )
+    parser.add_argument(
+        "--previews", type=int, default=30, help="trigger -> preview repetitions (30)"
+    )
+    parser.add_argument(
+        "--poll-interval-ms",
+        type=float,
+        default=2.0,
+        help="how often the preview scenario reads the catalog (2 ms)",
+    )
+    parser.add_argument(
+        "--fetch-max-wait-ms",
+        type=int,
+        default=None,
+        help="FRESHET_FETCH_MAX_WAIT_MS for the services (default: the services' own, 10); "
+        "500 is aiokafka's default",
+    )
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        default=None,
+        help="use a PostgreSQL catalog: a server URL whose user may CREATE DATABASE, e.g. "
+        "postgresql://postgres@127.0.0.1:5432/postgres; each scenario gets a scratch database, "
+        "dropped afterwards (default: a SQLite catalog in the temp folder)",
+    )
+    parser.add_argument(
+        "--only", choices=SCENARIOS, action="append", help="run only this scenario (repeatable)"
+    )
+    parser.add_argument(
+        "--timeout-s", type=float, default=240.0, help="give up a measured phase after this"
+    )
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="JSON results file")
+    parser.add_argument(
+        "--keep-data",
+        action="store_true",
+        help="keep the temp data folder (logs, catalog) even when everything went well",
+    )
+    args = parser.parse_args(argv)
+    if args.runs < 1 or args.endpoints < 1 or args.previews < 1:
+        parser.error("--runs, --endpoints and --previews must be at least 1")
+    return args
+
+
+def _default(name: str) -> Any:
+    return Settings.model_fields[name].default
+
+
+def settings_in_effect(args: argparse.Namespace, extra_env: dict[str, str]) -> dict[str, Any]:
+    """The settings that matter to the figures, as the services will see them."""
+    env = {**os.environ, **extra_env}
+
+    def setting(name: str) -> dict[str, Any]:
+        var = f"FRESHET_{name.upper()}"
+        return {
+            "env": var,
+            "value": env.get(var, str(_default(name))),
+            "default": _default(name),
+            "source": "--fetch-max-wait-ms"
+            if var in extra_env
+            else "environment"
+            if var in os.environ
+            else "default",
+        }
+
+    return {
+        "fetch_max_wait_ms": setting("fetch_max_wait_ms"),
+        "relay_poll_interval_s": setting("relay_poll_interval_s"),
+        "relay_batch_size": setting("relay_batch_size"),
+        "log_level": setting("log_level"),
+        "catalog": "postgresql (scratch database per scenario)" if args.postgres else "sqlite",
+        "broker": "embedded Tansu (memory storage), one per scenario",
+    }
+
+
+def machine() -> dict[str, Any]:
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+    return {
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average_at_start": [round(x, 2) for x in load],
+    }
+
+
+def say(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def run_collector(args: argparse.Namespace, root: Path, env: dict[str, str]) -> dict[str, Any]:
+    with postgres_catalog(args.postgres) as catalog:
+        stack = make_stack(
+            root / "collector-throughput",
+            services=("collector",),
+            database_url=catalog,
+            extra_env=env,
+        )
+        try:
+            say(f"collector throughput: starting broker + collector in {stack.data_dir}")
+            started = time.perf_counter()
+            stack.start()
+            say(f"ready in {time.perf_counter() - started:.1f}s")
+            source = create_two_table_source(stack.data_dir / "sources" / "two-tables.db")
+            result = asyncio.run(
+                collector_throughput.run(
+                    stack,
+                    runs=args.runs,
+                    endpoints=args.endpoints,
+                    source=source,
+                    timeout_s=args.timeout_s,
+                    progress=say,
+                )
+            )
+            result["catalog"] = catalog_kind(stack.catalog_url)
+            result["services"] = list(stack.services)
+            result["exited_services"] = stack.dead_services()
+            result["logs"] = str(stack.data_dir / "logs")
+            say(
+                f"collector throughput: {result['runs_completed']} runs in {result['total_s']:.2f}s"
+            )
+            return result
+        finally:
+            say("stopping broker + collector")
+            stop_stack(stack)
+
+
+def run_preview(args: argparse.Namespace, root: Path, env: dict[str, str]) -> dict[str, Any]:
+    with postgres_catalog(args.postgres) as catalog:
+        stack = make_stack(
+            root / "preview-latency", services=tuple(SERVICES), database_url=catalog, extra_env=env
+        )
+        try:
+            say(f"preview latency: starting broker + all five services in {stack.data_dir}")
+            started = time.perf_counter()
+            token, _demo = stack.start()
+            say(f"ready in {time.perf_counter() - started:.1f}s")
+            source = create_one_table_source(stack.data_dir / "sources" / "one-table.db")
+            result = asyncio.run(
+                preview_latency.run(
+                    stack,
+                    token,
+                    iterations=args.previews,
+                    source=source,
+                    poll_interval_s=args.poll_interval_ms / 1000.0,
+                    timeout_s=min(args.timeout_s, 60.0),
+                    progress=say,
+                )
+            )
+            result["catalog"] = catalog_kind(stack.catalog_url)
+            result["services"] = list(stack.services)
+            result["exited_services"] = stack.dead_services()
+            result["logs"] = str(stack.data_dir / "logs")
+            return result
+        finally:
+            say("stopping broker + services")
+            stop_stack(stack)
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    # SIGTERM takes the same way out as Ctrl-C, so every `finally` stops what it started.
+    raise KeyboardInterrupt
+
+
+def write_results(path: Path, results: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    tmp.replace(path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    extra_env: dict[str, str] = {}
+    if args.fetch_max_wait_ms is not None:
+        extra_env["FRESHET_FETCH_MAX_WAIT_MS"] = str(args.fetch_max_wait_ms)
+    scenarios = args.only or list(SCENARIOS)
+    root = Path(tempfile.mkdtemp(prefix="freshet-bench-"))
+    results: dict[str, Any] = {
+        "started_at": datetime.now(UTC).isoformat(),
+        "machine": machine(),
+        "settings": settings_in_effect(args, extra_env),
+        "parameters": {
+            "runs": args.runs,
+            "endpoints": args.endpoints,
+            "previews": args.previews,
+            "poll_interval_ms": args.poll_interval_ms,
+            "scenarios": scenarios,
+        },
+        "data_dir": str(root),
+    }
+    started = time.perf_counter()
+    status = 0
+    try:
+        if "collector" in scenarios:
+            results["collector_throughput"] = run_collector(args, root, extra_env)
+        if "preview" in scenarios:
+            results["preview_latency"] = run_preview(args, root, extra_env)
+    except KeyboardInterrupt:
+        say("interrupted; everything the bench started is stopped")
+        results["error"] = "interrupted"
+        status = 130
+    except Exception as exc:
+        say(f"failed: {type(exc).__name__}: {exc}")
+        results["error"] = f"{type(exc).__name__}: {exc}"
+        status = 1
+    results["duration_s"] = round(time.perf_counter() - started, 1)
+    incomplete = any(
+        isinstance(results.get(k), dict) and results[k].get("complete") is False
+        for k in ("collector_throughput",)
+    )
+    keep = args.keep_data or status != 0 or incomplete
+    if not keep:
+        shutil.rmtree(root, ignore_errors=True)
+        results["data_dir"] = f"{root} (removed; --keep-data keeps it)"
+    write_results(args.output, results)
+    sys.stdout.write(render(results))
+    print(f"\nresults written to {args.output}", flush=True)
+    return status or (1 if incomplete else 0)

@@ -1,0 +1,131 @@
+"""The printed report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _ms(summary: dict[str, Any], keys: tuple[str, ...] = ("p50", "p99")) -> str:
+    if not summary or not summary.get("count"):
+        return "n/a"
+    return "  ".join(f"{k} {summary[k]:>9.1f}" for k in keys)
+
+
+def _cpu(cpu: dict[str, float], seconds: float | None = None) -> str:
+    if not cpu:
+        return "n/a"
+    parts = []
+    for name, used in sorted(cpu.items(), key=lambda kv: -kv[1]):
+        share = f" ({used / seconds:.0%} of a core)" if seconds else ""
+        parts.append(f"{name} {used:.1f}s{share}")
+    return ", ".join(parts)
+
+
+def render(results: dict[str, Any]) -> str:
+    out: list[str] = []
+    add = out.append
+    m = results["machine"]
+    s = results["settings"]
+    add("")
+    add("=" * 78)
+    add("Freshet benchmark")
+    add("=" * 78)
+    add(
+        f"machine   {m['cores']} cores, Python {m['python']}, load average at start "
+        f"{' / '.join(str(x) for x in m['load_average_at_start'])}"
+    )
+    for key in ("fetch_max_wait_ms", "relay_poll_interval_s", "relay_batch_size", "log_level"):
+        item = s[key]
+        add(f"setting   {item['env']:<32} {item['value']:<8} ({item['source']})")
+    add(f"catalog   {s['catalog']}; broker {s['broker']}")
+    add(f"data dir  {results['data_dir']}")
+
+    c = results.get("collector_throughput")
+    if c:
+        add("")
+        add("1. Collector path: CollectionRequested -> RunCompleted (broker + collector only)")
+        add(
+            f"   {c['runs_completed']} of {c['runs_requested']} runs over {c['endpoints']} "
+            f"endpoints (2 tables each), after {c['warmup_runs']} warm-up runs "
+            f"({c['warmup_s']:.1f}s)"
+        )
+        add(
+            f"   requests per partition    {c['requests_per_partition']} (collections per "
+            f"partition {c['collections_per_partition']}; each partition runs its requests in "
+            "order)"
+        )
+        add(f"   published in              {c['publish_s']:.2f} s")
+        add(f"   total (first send -> last RunCompleted read)  {c['total_s']:.2f} s")
+        add(f"   throughput                {c['runs_per_s']:.1f} runs/s (events/s)")
+        statuses = ", ".join(f"{k} {v}" for k, v in sorted(c["statuses"].items()))
+        flag = "" if c["statuses"].get("SUCCEEDED") == c["runs_requested"] else "   <-- NOT ALL"
+        add(f"   statuses                  {statuses}{flag}")
+        if c["errors"]:
+            add(f"   errors                    {c['errors']}")
+        if c["duplicate_run_completed"]:
+            add(f"   duplicate RunCompleted    {c['duplicate_run_completed']}")
+        add("   per run, from the events (ms):")
+        add(f"     completed_at - requested_at   {_ms(c['requested_to_completed_ms'])}")
+        add(f"     started_at   - requested_at   {_ms(c['requested_to_started_ms'])}  (queued)")
+        add(f"     completed_at - started_at     {_ms(c['started_to_completed_ms'])}  (the run)")
+        add(
+            f"     RunCompleted read - completed {_ms(c['completed_to_received_ms'])}  "
+            "(relay + broker)"
+        )
+        add(
+            "     (all requests are sent at once, so completed - requested is mostly queueing "
+            "behind earlier runs of the same partition)"
+        )
+        if c.get("collector_handler_mean_ms") is not None:
+            add(f"   collector handler mean    {c['collector_handler_mean_ms']:.1f} ms")
+        if c.get("collector_retries") or c.get("collector_dead_letters"):
+            add(
+                f"   retries {c['collector_retries']:.0f}, dead letters "
+                f"{c['collector_dead_letters']:.0f}   <-- look at the collector log"
+            )
+        add(f"   CPU during the run        {_cpu(c['cpu_seconds'], c['total_s'])}")
+        if c.get("exited_services"):
+            add(f"   EXITED early              {c['exited_services']}")
+
+    p = results.get("preview_latency")
+    if p:
+        t = p["trigger_to_preview_persisted_ms"]
+        add("")
+        add("2. Trigger -> preview persisted, one dataset (all five services)")
+        add(
+            f"   {p['iterations']} repetitions after a first, unmeasured run "
+            f"({p['first_run_and_preview_s']:.2f}s)"
+        )
+        add(
+            f"   p50 {t['p50']:.1f} ms   p99 {t['p99']:.1f} ms   min {t['min']:.1f} ms   "
+            f"max {t['max']:.1f} ms   (mean {t['mean']:.1f} ms)"
+        )
+        add(
+            f"   measured: POST /collections/{{id}}/trigger, then the catalog database read "
+            f"directly every {p['poll_interval_ms']:g} ms"
+        )
+        add(
+            "   until payload.preview.sampledAt is newer (no HTTP in the measurement "
+            "but the trigger itself)"
+        )
+        add("   stages (p50 / p99 ms, from catalog timestamps):")
+        names = {
+            "trigger_http": "POST trigger answered",
+            "trigger_to_run_started": "trigger -> run RUNNING",
+            "run_started_to_completed": "run RUNNING -> finished",
+            "run_completed_to_sampled": "run finished -> sample taken",
+            "sampled_to_seen_persisted": "sample taken -> seen persisted",
+        }
+        for key, label in names.items():
+            add(f"     {label:<32} {_ms(p['stages_ms'][key])}")
+        add(f"   outbox relay leader       {p.get('relay_leader')}")
+        add(f"   CPU during the repetitions  {_cpu(p['cpu_seconds'])}")
+        if p.get("exited_services"):
+            add(f"   EXITED early              {p['exited_services']}")
+
+    if results.get("error"):
+        add("")
+        add(f"ERROR: {results['error']}")
+    add("")
+    add(f"bench took {results['duration_s']:.1f} s")
+    return "\n".join(out) + "\n"
