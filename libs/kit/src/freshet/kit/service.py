@@ -12,6 +12,7 @@ reverse, and in-flight handlers get `graceful_timeout_s` to finish and commit.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -145,9 +146,9 @@ class ServiceRuntime:
         app.state.runtime = self
 
         @app.get("/health", tags=["operations"])
-        async def health() -> dict[str, str]:
+        async def health() -> dict[str, str | int]:
             """Liveness: the process answers."""
-            return {"status": "ok", "service": runtime.name}
+            return {"status": "ok", "service": runtime.name, "pid": os.getpid()}
 
         @app.get("/ready", tags=["operations"])
         async def ready() -> JSONResponse:
@@ -158,6 +159,7 @@ class ServiceRuntime:
                 {
                     "status": "ready" if ok else "not_ready",
                     "service": runtime.name,
+                    "pid": os.getpid(),
                     "checks": checks,
                 },
                 status_code=200 if ok else 503,
