@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -194,7 +195,7 @@ async def test_metrics_count_requests_that_fail_with_an_unexpected_error(
 async def test_health_answers_without_a_token(client: httpx.AsyncClient) -> None:
     response = await client.get("/health")
 
-    assert response.json() == {"status": "ok", "service": "gateway"}
+    assert response.json() == {"status": "ok", "service": "gateway", "pid": os.getpid()}
 
 
 # Metrics.
