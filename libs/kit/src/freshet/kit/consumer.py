@@ -160,14 +160,18 @@ class Consumer:
         assert self._kafka is not None
         try:
             for record in records:
-                await self._deliver(tp, record)
+                if not await self._deliver(tp, record):
+                    break
         finally:
             self._workers.pop(tp, None)
             if tp in self._kafka.assignment():
                 self._kafka.resume(tp)
 
-    async def _deliver(self, tp: TopicPartition, record: ConsumerRecord) -> None:
-        """Handle one record until it is handled or dead-lettered, then commit it."""
+    async def _deliver(self, tp: TopicPartition, record: ConsumerRecord) -> bool:
+        """Handle one record until it is handled or dead-lettered, then commit it.
+
+        False when the partition was lost meanwhile: the rest of the batch is not ours.
+        """
         assert self._kafka is not None
         delay = self.settings.retry_initial_s
         while True:
@@ -177,10 +181,20 @@ class Consumer:
                     await self._kafka.commit({tp: record.offset + 1})
                 self._positions[tp] = record.offset + 1
                 metrics.CONSUMED.labels(self.topic, self.sub.group, outcome).inc()
-                return
+                return True
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if tp not in self._kafka.assignment():
+                    # The partition moved to another consumer (e.g. after a session timeout);
+                    # it will deliver this message again from the last commit.
+                    log.warning(
+                        "partition lost mid-batch; leaving the message to its new owner",
+                        topic=self.topic,
+                        partition=tp.partition,
+                        offset=record.offset,
+                    )
+                    return False
                 # Only infrastructure fails here (dead-letter publish, commit): keep the
                 # message and try again; moving on would lose it.
                 log.warning(
