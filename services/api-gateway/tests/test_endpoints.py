@@ -427,6 +427,7 @@ async def test_any_secret_looking_config_key_is_refused(
     assert response.json()["error"]["code"] == "E_VALIDATION"
     assert key in response.json()["error"]["message"]
     assert "`secrets`" in response.json()["error"]["message"]
+    assert [d["loc"] for d in response.json()["error"]["details"]] == [["body", "config", key]]
     assert "value-zq9" not in response.text
 
 

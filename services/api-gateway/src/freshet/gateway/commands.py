@@ -22,17 +22,28 @@ SECRET_LOOKING_KEYS = ("password", "passwd", "secret", "token", "dsn", "url")
 
 
 def validate_endpoint(data: EndpointCreate) -> None:
+    """Refuse what the request model cannot see: kinds, secrets in config, connector settings.
+
+    Errors carry `details` in the shape of request validation errors (`loc`, `msg`).
+    """
     if data.kind not in KINDS:
-        raise errors.ValidationFailed(f"kind must be one of {', '.join(KINDS)}")
-    leaked = [k for k in data.config if any(s in k.lower() for s in SECRET_LOOKING_KEYS)]
+        message = f"kind must be one of {', '.join(KINDS)}"
+        raise errors.ValidationFailed(message, details=[{"loc": ["body", "kind"], "msg": message}])
+    leaked = sorted(k for k in data.config if any(s in k.lower() for s in SECRET_LOOKING_KEYS))
     if leaked:
         raise errors.ValidationFailed(
-            f"config field(s) {', '.join(sorted(leaked))} look secret: send them in `secrets`"
+            f"config field(s) {', '.join(leaked)} look secret: send them in `secrets`",
+            details=[
+                {"loc": ["body", "config", k], "msg": "looks secret: send it in `secrets`"}
+                for k in leaked
+            ],
         )
     try:
         connector_for(data.kind, data.config, data.secrets)
     except ConnectorError as exc:
-        raise errors.ValidationFailed(str(exc)) from None
+        raise errors.ValidationFailed(
+            str(exc), details=[{"loc": ["body", "config"], "msg": str(exc)}]
+        ) from None
 
 
 async def register_endpoint(
