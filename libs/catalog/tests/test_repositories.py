@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from freshet.catalog import Database, DatasetSpec, ForeignKeySpec, RunStatus, UnitOfWork
+from freshet.catalog.endpoints import collection_cursor
+from freshet.catalog.runs import RunFilter, run_cursor
 from freshet.contracts import CollectionRequested
 
 
@@ -79,43 +81,207 @@ async def test_a_queued_run_cannot_succeed_without_running(db: Database) -> None
     assert await status_of(db, run_id) == "CANCELLED"
 
 
-async def test_the_database_refuses_a_second_running_run_of_a_collection(db: Database) -> None:
+async def test_the_database_keeps_a_collection_to_one_active_run(db: Database) -> None:
     endpoint_id, collection_id = await make_collection(db)
     first = await make_run(db, collection_id, endpoint_id)
-    second = await make_run(db, collection_id, endpoint_id)
     async with UnitOfWork(db) as uow:
+        # A second QUEUED run is refused by the partial unique index, not by code...
+        assert (
+            await uow.runs.enqueue(
+                collection_id=collection_id, endpoint_id=endpoint_id, trigger_source="manual"
+            )
+            is None
+        )
+        # ...and the refusal did not spoil the transaction: a SKIPPED record still commits.
+        skipped = await uow.runs.add(
+            collection_id=collection_id,
+            endpoint_id=endpoint_id,
+            trigger_source="schedule",
+            status=RunStatus.SKIPPED,
+            error="previous run still running",
+        )
         assert await uow.runs.transition(first, RunStatus.RUNNING)
         await uow.commit()
+    assert await status_of(db, skipped.id) == "SKIPPED"
     async with UnitOfWork(db) as uow:
-        assert not await uow.runs.transition(second, RunStatus.RUNNING)
-        # The refused move did not spoil the transaction: other work still commits.
-        assert await uow.runs.transition(
-            second, RunStatus.SKIPPED, error="previous run still running"
+        assert (
+            await uow.runs.enqueue(
+                collection_id=collection_id, endpoint_id=endpoint_id, trigger_source="manual"
+            )
+            is None
         )
-        await uow.commit()
-    assert await status_of(db, second) == "SKIPPED"
+        active = await uow.runs.active_for(collection_id)
+        assert active is not None
+        assert active.id == first
     # Another collection is not affected.
     other_endpoint, other_collection = await make_collection(db)
     other = await make_run(db, other_collection, other_endpoint)
     async with UnitOfWork(db) as uow:
         assert await uow.runs.transition(other, RunStatus.RUNNING)
         await uow.commit()
+    # Once the first run is final, the collection takes a new one.
+    async with UnitOfWork(db) as uow:
+        assert await uow.runs.transition(first, RunStatus.SUCCEEDED)
+        again = await uow.runs.enqueue(
+            collection_id=collection_id, endpoint_id=endpoint_id, trigger_source="manual"
+        )
+        assert again is not None
+        await uow.commit()
+
+
+async def test_concurrent_enqueues_make_exactly_one_run(db: Database) -> None:
+    endpoint_id, collection_id = await make_collection(db)
+
+    async def try_enqueue() -> bool:
+        async with UnitOfWork(db) as uow:
+            run = await uow.runs.enqueue(
+                collection_id=collection_id, endpoint_id=endpoint_id, trigger_source="manual"
+            )
+            await uow.commit()
+            return run is not None
+
+    results = await asyncio.gather(*(try_enqueue() for _ in range(10)))
+    assert sorted(results) == [False] * 9 + [True]
+
+
+async def test_a_running_run_skips_when_prepare_finds_nothing_to_do(db: Database) -> None:
+    endpoint_id, collection_id = await make_collection(db)
+    run_id = await make_run(db, collection_id, endpoint_id)
+    async with UnitOfWork(db) as uow:
+        assert await uow.runs.transition(run_id, RunStatus.RUNNING)
+        assert await uow.runs.transition(run_id, RunStatus.SKIPPED, error="filters match nothing")
+        await uow.commit()
+    assert await status_of(db, run_id) == "SKIPPED"
+
+
+async def test_a_lease_is_renewed_by_its_owner_and_taken_over_once_expired(db: Database) -> None:
+    endpoint_id, collection_id = await make_collection(db)
+    run_id = await make_run(db, collection_id, endpoint_id)
+    ttl = timedelta(seconds=30)
+    async with UnitOfWork(db) as uow:
+        assert await uow.runs.transition(
+            run_id,
+            RunStatus.RUNNING,
+            lease_owner="collector-a",
+            lease_expires_at=datetime.now(UTC) + ttl,
+        )
+        await uow.commit()
+    async with UnitOfWork(db) as uow:
+        assert await uow.runs.renew_lease(run_id, "collector-a", ttl)
+        assert not await uow.runs.renew_lease(run_id, "collector-b", ttl)
+        # A live lease is not taken over, and is not listed as expired.
+        assert not await uow.runs.take_over(run_id, "collector-b", ttl)
+        assert run_id not in await uow.runs.expired()
+        await uow.runs.release_lease(run_id, "collector-a")
+        await uow.commit()
+    async with UnitOfWork(db) as uow:
+        assert run_id in await uow.runs.expired()
+        assert await uow.runs.take_over(run_id, "collector-b", ttl)
+        await uow.commit()
+    async with UnitOfWork(db) as uow:
+        # The old owner learns it lost the run.
+        assert not await uow.runs.renew_lease(run_id, "collector-a", ttl)
+        assert await uow.runs.transition(run_id, RunStatus.SUCCEEDED)
+        await uow.commit()
+    async with UnitOfWork(db) as uow:
+        run = await uow.runs.get(run_id)
+        assert run is not None
+        assert (run.lease_owner, run.lease_expires_at) == (None, None)
+        assert not await uow.runs.renew_lease(run_id, "collector-b", ttl)
 
 
 async def test_running_for_and_find_filter_runs(db: Database) -> None:
     endpoint_id, collection_id = await make_collection(db)
     a = await make_run(db, collection_id, endpoint_id)
-    b = await make_run(db, collection_id, endpoint_id)
     async with UnitOfWork(db) as uow:
         await uow.runs.transition(a, RunStatus.RUNNING)
+        b = (
+            await uow.runs.add(
+                collection_id=collection_id,
+                endpoint_id=endpoint_id,
+                trigger_source="manual",
+                status=RunStatus.SKIPPED,
+            )
+        ).id
         await uow.commit()
     async with UnitOfWork(db) as uow:
         running = await uow.runs.running_for(collection_id)
         assert running is not None
         assert running.id == a
-        queued = await uow.runs.find(collection_id=collection_id, statuses=[RunStatus.QUEUED])
-        assert [r.id for r in queued] == [b]
+        skipped = await uow.runs.find(collection_id=collection_id, statuses=[RunStatus.SKIPPED])
+        assert [r.id for r in skipped] == [b]
         assert {r.id for r in await uow.runs.find(endpoint_id=endpoint_id)} == {a, b}
+
+
+async def test_run_pages_follow_cursors_without_repeats_and_filter_by_time(db: Database) -> None:
+    endpoint_id, collection_id = await make_collection(db)
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    ids = []
+    async with UnitOfWork(db) as uow:
+        for i in range(7):
+            run = await uow.runs.add(
+                collection_id=collection_id,
+                endpoint_id=endpoint_id,
+                trigger_source="manual",
+                status=RunStatus.SUCCEEDED if i % 2 else RunStatus.FAILED,
+                # Two runs share each timestamp: the id breaks the tie.
+                requested_at=base + timedelta(minutes=i // 2),
+            )
+            ids.append(run.id)
+        await uow.commit()
+    where = RunFilter(collection_id=collection_id)
+    seen: list[uuid.UUID] = []
+    after = None
+    async with UnitOfWork(db, read_only=True) as uow:
+        while True:
+            page = await uow.runs.page(where, first=3, after=after)
+            if not page:
+                break
+            seen += [r.id for r in page]
+            after = run_cursor(page[-1])
+        assert sorted(seen) == sorted(ids)
+        assert len(seen) == len(set(seen))
+        times = [r.requested_at for r in await uow.runs.page(where, first=10)]
+        assert times == sorted(times, reverse=True)
+        window = await uow.runs.page(
+            RunFilter(
+                collection_id=collection_id,
+                statuses=[RunStatus.FAILED],
+                requested_from=base + timedelta(minutes=1),
+                requested_to=base + timedelta(minutes=3),
+            )
+        )
+        assert {r.requested_at for r in window} == {
+            base + timedelta(minutes=1),
+            base + timedelta(minutes=2),
+        }
+        assert all(r.status == "FAILED" for r in window)
+        with pytest.raises(ValueError, match="invalid cursor"):
+            await uow.runs.page(where, after="not-a-cursor")
+
+
+async def test_collections_page_by_endpoint_and_enabled(db: Database) -> None:
+    made = [await make_collection(db) for _ in range(3)]
+    async with UnitOfWork(db) as uow:
+        third = await uow.collections.get(made[2][1])
+        assert third is not None
+        await uow.collections.update(
+            third, schedule_cron="0 * * * *", schedule_timezone="UTC", is_enabled=False
+        )
+        await uow.commit()
+        assert third.schedule_id == f"collection::{third.id}"
+    async with UnitOfWork(db, read_only=True) as uow:
+        mine = {c for _, c in made}
+        every = [c.id for c in await uow.collections.page() if c.id in mine]
+        assert every == [c for _, c in made]
+        one = await uow.collections.page(endpoint_id=made[1][0])
+        assert [c.id for c in one] == [made[1][1]]
+        disabled = {c.id for c in await uow.collections.page(is_enabled=False)}
+        assert made[2][1] in disabled
+        assert made[0][1] not in disabled
+        first = await uow.collections.page(first=1)
+        rest = await uow.collections.page(after=collection_cursor(first[0]))
+        assert first[0].id not in {c.id for c in rest}
 
 
 # --- datasets -------------------------------------------------------------------------------

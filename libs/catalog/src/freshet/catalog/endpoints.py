@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from freshet.catalog.clock import utcnow
+from freshet.catalog.cursors import decode_cursor, encode_cursor
 from freshet.catalog.models import Collection, Endpoint
 
 PREVIEW_POLICIES = ("auto", "manual-only", "disabled")
@@ -28,6 +31,8 @@ class EndpointRepository:
         secret_names: Sequence[str] = (),
         preview_policy: str = "auto",
         labels: Sequence[str] = (),
+        ingest_command: Sequence[str] | None = None,
+        run_timeout_s: int | None = None,
     ) -> Endpoint:
         endpoint = Endpoint(
             id=uuid.uuid4(),
@@ -38,6 +43,8 @@ class EndpointRepository:
             secret_names=sorted(secret_names),
             preview_policy=preview_policy,
             labels=list(labels),
+            ingest_command=list(ingest_command) if ingest_command else None,
+            run_timeout_s=run_timeout_s,
         )
         self.session.add(endpoint)
         await self.session.flush()
@@ -53,6 +60,11 @@ class EndpointRepository:
     async def all(self) -> list[Endpoint]:
         result = await self.session.execute(select(Endpoint).order_by(Endpoint.name))
         return list(result.scalars())
+
+    async def delete(self, endpoint_id: uuid.UUID) -> bool:
+        """Delete an endpoint; its collection, runs, datasets and edges go with it (cascade)."""
+        result = await self.session.execute(delete(Endpoint).where(Endpoint.id == endpoint_id))
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
 class CollectionRepository:
@@ -74,7 +86,7 @@ class CollectionRepository:
             schedule_cron=schedule_cron,
             schedule_timezone=schedule_timezone,
             is_enabled=is_enabled,
-            schedule_id=f"collection::{collection_id}" if schedule_cron else None,
+            schedule_id=schedule_id_for(collection_id) if schedule_cron else None,
         )
         self.session.add(collection)
         await self.session.flush()
@@ -90,5 +102,61 @@ class CollectionRepository:
         return result.scalar_one_or_none()
 
     async def all(self) -> list[Collection]:
-        result = await self.session.execute(select(Collection).order_by(Collection.created_at))
+        return await self.page()
+
+    async def page(
+        self,
+        *,
+        endpoint_id: uuid.UUID | None = None,
+        is_enabled: bool | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> list[Collection]:
+        """Collections oldest first; keyset pagination on (created_at, id) like runs."""
+        stmt = select(Collection).order_by(Collection.created_at, Collection.id)
+        if endpoint_id is not None:
+            stmt = stmt.where(Collection.endpoint_id == endpoint_id)
+        if is_enabled is not None:
+            stmt = stmt.where(Collection.is_enabled == is_enabled)
+        if after is not None:
+            at_raw, id_raw = decode_cursor(after, parts=2)
+            at, cid = datetime.fromisoformat(at_raw), uuid.UUID(id_raw)
+            stmt = stmt.where(
+                or_(
+                    Collection.created_at > at,
+                    and_(Collection.created_at == at, Collection.id > cid),
+                )
+            )
+        if first is not None:
+            stmt = stmt.limit(first)
+        result = await self.session.execute(stmt)
         return list(result.scalars())
+
+    async def update(
+        self,
+        collection: Collection,
+        *,
+        schedule_cron: str | None,
+        schedule_timezone: str,
+        is_enabled: bool,
+    ) -> Collection:
+        collection.schedule_cron = schedule_cron
+        collection.schedule_timezone = schedule_timezone
+        collection.is_enabled = is_enabled
+        collection.schedule_id = schedule_id_for(collection.id) if schedule_cron else None
+        collection.updated_at = utcnow()
+        await self.session.flush()
+        return collection
+
+    async def delete(self, collection: Collection) -> None:
+        """Delete a collection; its runs stay in history with no collection (SET NULL)."""
+        await self.session.delete(collection)
+        await self.session.flush()
+
+
+def schedule_id_for(collection_id: uuid.UUID) -> str:
+    return f"collection::{collection_id}"
+
+
+def collection_cursor(collection: Collection) -> str:
+    return encode_cursor(collection.created_at.isoformat(), str(collection.id))

@@ -56,6 +56,10 @@ FINAL_STATUSES = frozenset(
 )
 
 
+ACTIVE_STATUSES = frozenset({RunStatus.QUEUED, RunStatus.RUNNING})
+ACTIVE_WHERE = "status IN ('QUEUED', 'RUNNING')"
+
+
 class Timestamps:
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -74,6 +78,10 @@ class Endpoint(Timestamps, Base):
     secret_names: Mapped[list[Any]] = mapped_column(default=list)
     preview_policy: Mapped[str] = mapped_column(String(20), default="auto")
     labels: Mapped[list[Any]] = mapped_column(default=list)
+    # An external ingestion command (argv) run instead of the built-in connector's discovery.
+    ingest_command: Mapped[list[Any] | None] = mapped_column(JsonType, default=None)
+    # Per-endpoint bound on one collection run; None means the collector's default.
+    run_timeout_s: Mapped[int | None] = mapped_column(Integer, default=None)
 
 
 class Collection(Timestamps, Base):
@@ -96,13 +104,14 @@ class CollectionRun(Timestamps, Base):
         Index("ix_collection_runs_collection_id", "collection_id"),
         Index("ix_collection_runs_endpoint_id", "endpoint_id"),
         Index("ix_collection_runs_status_requested_at", "status", "requested_at"),
-        # The database, not only code, keeps a collection to one RUNNING run.
+        # The database, not only code, keeps a collection to one active (QUEUED or RUNNING)
+        # run, and so to one RUNNING run: concurrent triggers cannot both queue.
         Index(
-            "uq_collection_runs_one_running",
+            "uq_collection_runs_one_active",
             "collection_id",
             unique=True,
-            sqlite_where=text("status = 'RUNNING'"),
-            postgresql_where=text("status = 'RUNNING'"),
+            sqlite_where=text(ACTIVE_WHERE),
+            postgresql_where=text(ACTIVE_WHERE),
         ),
     )
 
@@ -124,6 +133,10 @@ class CollectionRun(Timestamps, Base):
     datasets_added: Mapped[int | None] = mapped_column(Integer, default=None)
     datasets_removed: Mapped[int | None] = mapped_column(Integer, default=None)
     datasets_changed: Mapped[int | None] = mapped_column(Integer, default=None)
+    # The collector working on a RUNNING run renews this lease; another takes the run over
+    # once it expires, so a run whose collector died does not stay RUNNING forever.
+    lease_owner: Mapped[str | None] = mapped_column(String(200), default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Dataset(Timestamps, Base):

@@ -1,36 +1,57 @@
 """Collection runs and their status machine.
 
 Every transition is a compare-and-set in the database: `UPDATE … WHERE status IN (allowed)`.
-Final statuses are never left, and the partial unique index keeps one RUNNING run per
-collection even when two collectors race.
+Final statuses are never left. A partial unique index keeps a collection to one active
+(QUEUED or RUNNING) run, so two triggers or two collectors racing cannot both win.
+
+A RUNNING run carries a lease (`lease_owner`, `lease_expires_at`) that its collector renews;
+when the lease expires, another collector may take the run over.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from freshet.catalog.clock import utcnow
-from freshet.catalog.models import FINAL_STATUSES, CollectionRun, RunStatus
+from freshet.catalog.cursors import decode_cursor, encode_cursor
+from freshet.catalog.models import ACTIVE_STATUSES, FINAL_STATUSES, CollectionRun, RunStatus
 
-# Which statuses each status may be entered from.
+# Which statuses each status may be entered from. SKIPPED from RUNNING: the run's prepare
+# step (after markRunStarted) may find nothing to do.
 ALLOWED_FROM: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.RUNNING: frozenset({RunStatus.QUEUED}),
     RunStatus.SUCCEEDED: frozenset({RunStatus.RUNNING}),
     RunStatus.FAILED: frozenset({RunStatus.QUEUED, RunStatus.RUNNING}),
-    RunStatus.SKIPPED: frozenset({RunStatus.QUEUED}),
+    RunStatus.SKIPPED: frozenset({RunStatus.QUEUED, RunStatus.RUNNING}),
     RunStatus.CANCELLED: frozenset({RunStatus.QUEUED, RunStatus.RUNNING}),
 }
 
 
 def workflow_id(run_id: uuid.UUID) -> str:
     return f"collection-run::{run_id}"
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """What run history can be filtered by (GraphQL `collectionRuns`, REST `GET /runs`)."""
+
+    endpoint_id: uuid.UUID | None = None
+    collection_id: uuid.UUID | None = None
+    statuses: Iterable[RunStatus] | None = None
+    requested_from: datetime | None = None
+    requested_to: datetime | None = None
+
+
+def run_cursor(run: CollectionRun) -> str:
+    return encode_cursor(run.requested_at.isoformat(), str(run.id))
 
 
 class RunRepository:
@@ -48,8 +69,11 @@ class RunRepository:
         requested_at: datetime | None = None,
         filters: dict[str, Any] | None = None,
         status: RunStatus = RunStatus.QUEUED,
+        error: str | None = None,
     ) -> CollectionRun:
+        """Insert a run. An active run (QUEUED) may violate the one-active index: see enqueue."""
         rid = run_id or uuid.uuid4()
+        now = utcnow()
         run = CollectionRun(
             id=rid,
             collection_id=collection_id,
@@ -57,12 +81,28 @@ class RunRepository:
             status=status.value,
             trigger_source=trigger_source,
             requested_by=requested_by,
-            requested_at=requested_at or utcnow(),
+            requested_at=requested_at or now,
             workflow_id=workflow_id(rid),
             filters=filters,
+            error=error,
+            completed_at=now if status.is_final else None,
         )
         self.session.add(run)
         await self.session.flush()
+        return run
+
+    async def enqueue(self, **fields: Any) -> CollectionRun | None:
+        """Insert a QUEUED run, or return None when the collection already has an active run.
+
+        The database decides (the partial unique index), so concurrent callers in different
+        processes get exactly one run between them. The savepoint keeps a refusal from
+        spoiling the caller's transaction.
+        """
+        try:
+            async with self.session.begin_nested():
+                run = await self.add(status=RunStatus.QUEUED, **fields)
+        except IntegrityError:
+            return None
         return run
 
     async def get(self, run_id: uuid.UUID, *, for_update: bool = False) -> CollectionRun | None:
@@ -72,20 +112,25 @@ class RunRepository:
         result = await self.session.execute(stmt)
         return result.scalar_one_or_none()
 
-    async def running_for(self, collection_id: uuid.UUID) -> CollectionRun | None:
+    async def active_for(self, collection_id: uuid.UUID) -> CollectionRun | None:
         result = await self.session.execute(
             select(CollectionRun).where(
                 CollectionRun.collection_id == collection_id,
-                CollectionRun.status == RunStatus.RUNNING.value,
+                CollectionRun.status.in_([s.value for s in ACTIVE_STATUSES]),
             )
         )
         return result.scalar_one_or_none()
+
+    async def running_for(self, collection_id: uuid.UUID) -> CollectionRun | None:
+        active = await self.active_for(collection_id)
+        return active if active is not None and active.status == RunStatus.RUNNING else None
 
     async def transition(self, run_id: uuid.UUID, to: RunStatus, **fields: Any) -> bool:
         """Move a run to `to` if its current status allows it; False if it did not move.
 
         A move to RUNNING that would make a second RUNNING run of the collection is refused by
         the database's unique index and reported as False, without spoiling the transaction.
+        Leaving RUNNING drops the lease.
         """
         allowed = [s.value for s in ALLOWED_FROM[to]]
         values: dict[str, Any] = {"status": to.value, "updated_at": utcnow(), **fields}
@@ -93,6 +138,8 @@ class RunRepository:
             values.setdefault("started_at", utcnow())
         if to in FINAL_STATUSES:
             values.setdefault("completed_at", utcnow())
+            values.setdefault("lease_owner", None)
+            values.setdefault("lease_expires_at", None)
         stmt = (
             update(CollectionRun)
             .where(CollectionRun.id == run_id, CollectionRun.status.in_(allowed))
@@ -106,11 +153,73 @@ class RunRepository:
             return False
         moved = bool(result.rowcount == 1)  # type: ignore[attr-defined]
         if moved:
-            # Keep identity-mapped objects honest after a Core UPDATE.
-            run = await self.session.get(CollectionRun, run_id)
-            if run is not None:
-                await self.session.refresh(run)
+            await self._refresh(run_id)
         return moved
+
+    async def renew_lease(self, run_id: uuid.UUID, owner: str, ttl: timedelta) -> bool:
+        """Extend the lease of a RUNNING run held by `owner`.
+
+        False when the run is no longer RUNNING (cancelled, deleted) or another collector took
+        it over: the caller must stop working on it.
+        """
+        stmt = (
+            update(CollectionRun)
+            .where(
+                CollectionRun.id == run_id,
+                CollectionRun.status == RunStatus.RUNNING.value,
+                CollectionRun.lease_owner == owner,
+            )
+            .values(lease_expires_at=utcnow() + ttl)
+            .execution_options(synchronize_session=False)
+        )
+        result = await self.session.execute(stmt)
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    async def release_lease(self, run_id: uuid.UUID, owner: str) -> None:
+        """Let the lease lapse now, so another collector takes the run over at once."""
+        await self.session.execute(
+            update(CollectionRun)
+            .where(CollectionRun.id == run_id, CollectionRun.lease_owner == owner)
+            .values(lease_expires_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+
+    async def take_over(self, run_id: uuid.UUID, owner: str, ttl: timedelta) -> bool:
+        """Claim a RUNNING run whose lease expired (or that never had one)."""
+        now = utcnow()
+        stmt = (
+            update(CollectionRun)
+            .where(
+                CollectionRun.id == run_id,
+                CollectionRun.status == RunStatus.RUNNING.value,
+                or_(
+                    CollectionRun.lease_expires_at.is_(None),
+                    CollectionRun.lease_expires_at < now,
+                    CollectionRun.lease_owner == owner,
+                ),
+            )
+            .values(lease_owner=owner, lease_expires_at=now + ttl)
+            .execution_options(synchronize_session=False)
+        )
+        result = await self.session.execute(stmt)
+        moved = bool(result.rowcount == 1)  # type: ignore[attr-defined]
+        if moved:
+            await self._refresh(run_id)
+        return moved
+
+    async def expired(self, *, limit: int = 20) -> list[uuid.UUID]:
+        """RUNNING runs whose collector stopped renewing their lease."""
+        now = utcnow()
+        result = await self.session.execute(
+            select(CollectionRun.id)
+            .where(
+                CollectionRun.status == RunStatus.RUNNING.value,
+                or_(CollectionRun.lease_expires_at.is_(None), CollectionRun.lease_expires_at < now),
+            )
+            .order_by(CollectionRun.started_at)
+            .limit(limit)
+        )
+        return list(result.scalars())
 
     async def find(
         self,
@@ -120,14 +229,46 @@ class RunRepository:
         statuses: Iterable[RunStatus] | None = None,
         limit: int = 50,
     ) -> list[CollectionRun]:
+        return await self.page(
+            RunFilter(endpoint_id=endpoint_id, collection_id=collection_id, statuses=statuses),
+            first=limit,
+        )
+
+    async def page(
+        self, where: RunFilter, *, first: int = 50, after: str | None = None
+    ) -> list[CollectionRun]:
+        """Runs newest first, `first` of them after the cursor `after` (see `run_cursor`).
+
+        Keyset pagination on (requested_at, id): a page never repeats or skips a run when
+        new runs arrive between pages. A malformed cursor raises ValueError.
+        """
         stmt = select(CollectionRun).order_by(
             CollectionRun.requested_at.desc(), CollectionRun.id.desc()
         )
-        if collection_id is not None:
-            stmt = stmt.where(CollectionRun.collection_id == collection_id)
-        if endpoint_id is not None:
-            stmt = stmt.where(CollectionRun.endpoint_id == endpoint_id)
-        if statuses is not None:
-            stmt = stmt.where(CollectionRun.status.in_([s.value for s in statuses]))
-        result = await self.session.execute(stmt.limit(limit))
+        if where.collection_id is not None:
+            stmt = stmt.where(CollectionRun.collection_id == where.collection_id)
+        if where.endpoint_id is not None:
+            stmt = stmt.where(CollectionRun.endpoint_id == where.endpoint_id)
+        if where.statuses is not None:
+            stmt = stmt.where(CollectionRun.status.in_([s.value for s in where.statuses]))
+        if where.requested_from is not None:
+            stmt = stmt.where(CollectionRun.requested_at >= where.requested_from)
+        if where.requested_to is not None:
+            stmt = stmt.where(CollectionRun.requested_at < where.requested_to)
+        if after is not None:
+            at_raw, id_raw = decode_cursor(after, parts=2)
+            at, rid = datetime.fromisoformat(at_raw), uuid.UUID(id_raw)
+            stmt = stmt.where(
+                or_(
+                    CollectionRun.requested_at < at,
+                    and_(CollectionRun.requested_at == at, CollectionRun.id < rid),
+                )
+            )
+        result = await self.session.execute(stmt.limit(first))
         return list(result.scalars())
+
+    async def _refresh(self, run_id: uuid.UUID) -> None:
+        # Keep identity-mapped objects honest after a Core UPDATE.
+        run = await self.session.get(CollectionRun, run_id)
+        if run is not None:
+            await self.session.refresh(run)

@@ -20,6 +20,7 @@ from freshet.contracts.events import (
     RefreshRequested,
     RunCompleted,
 )
+from freshet.contracts.filters import RunFilters
 from freshet.contracts.topics import TOPICS, Topic, all_topic_names, topic_for, topic_named
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "PreviewSampled",
     "RefreshRequested",
     "RunCompleted",
+    "RunFilters",
     "Topic",
     "all_topic_names",
     "decode",

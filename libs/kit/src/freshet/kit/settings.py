@@ -50,9 +50,29 @@ class Settings(BaseSettings):
     # Connectors.
     source_timeout_s: float = 30.0
 
+    # Collections and runs.
+    # Schedules firing more often than this are refused (seed 003, R1).
+    min_schedule_interval_s: float = Field(default=300.0, ge=0)
+    # One run, start to finish, unless its endpoint sets its own bound.
+    run_timeout_s: float = Field(default=600.0, gt=0)
+    # A RUNNING run's lease: renewed while its collector works on it, taken over when it lapses.
+    run_lease_ttl_s: float = Field(default=30.0, gt=0)
+    # How often a collector checks that its runs were not cancelled (and renews due leases).
+    run_check_interval_s: float = Field(default=1.0, gt=0)
+    max_concurrent_runs: int = Field(default=16, ge=1)
+    # External ingestion commands run programs on collector hosts; an admin API token must not
+    # be enough for that in production unless an operator opts in.
+    allow_ingest_commands: bool | None = None
+
     @property
     def is_production(self) -> bool:
         return self.environment == "production"
+
+    @property
+    def ingest_commands_allowed(self) -> bool:
+        if self.allow_ingest_commands is None:
+            return not self.is_production
+        return self.allow_ingest_commands
 
     def fernet_keys(self) -> list[str]:
         keys: list[str] = []

@@ -7,7 +7,7 @@ from fastapi import FastAPI
 
 from freshet.gateway import errors, http_observability
 from freshet.gateway.auth import TokenStore
-from freshet.gateway.routes import collections, datasets, endpoints
+from freshet.gateway.routes import collections, datasets, endpoints, runs
 from freshet.gateway.settings import GatewaySettings
 from freshet.kit.secrets import secret_box
 from freshet.kit.service import ServiceRuntime
@@ -24,6 +24,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         ),
         version="0.1.0",
     )
+    app.state.settings = settings
     app.state.tokens = TokenStore.from_settings(settings)
 
     async def warn_without_tokens() -> None:
@@ -37,6 +38,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.secret_box = secret_box(settings)
     errors.install(app)
     http_observability.install(app)
-    for router in (endpoints.router, collections.router, datasets.router):
+    for router in (endpoints.router, collections.router, runs.router, datasets.router):
         app.include_router(router)
     return app

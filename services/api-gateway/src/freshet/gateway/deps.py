@@ -12,6 +12,8 @@ from freshet.catalog import UnitOfWork
 from freshet.catalog.secrets import SecretBox
 from freshet.gateway import errors
 from freshet.gateway.auth import Principal, Role, TokenStore
+from freshet.gateway.service_layer.caller import Caller
+from freshet.gateway.settings import GatewaySettings
 from freshet.kit.service import ServiceRuntime
 
 bearer = HTTPBearer(auto_error=False)
@@ -68,6 +70,27 @@ def require(role: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
     return check
 
 
+def caller_with(role: Role) -> Callable[..., Coroutine[Any, Any, Caller]]:
+    """The caller of a request that changes something: who, and how its events are stamped."""
+
+    # A default, not `Annotated`: annotations are strings here, and `role` is not a global.
+    async def build(
+        request: Request,
+        principal: Principal = Depends(require(role)),  # noqa: B008
+    ) -> Caller:
+        runtime: ServiceRuntime = request.app.state.runtime
+        settings: GatewaySettings = request.app.state.settings
+        return Caller(
+            principal=principal,
+            source=runtime.source,
+            correlation_id=get_correlation_id(request),
+            settings=settings,
+            secret_box=get_secret_box(request),
+        )
+
+    return build
+
+
 Runtime = Annotated[ServiceRuntime, Depends(get_runtime)]
 Uow = Annotated[UnitOfWork, Depends(get_uow)]
 ReadUow = Annotated[UnitOfWork, Depends(get_read_uow)]
@@ -76,3 +99,5 @@ CorrelationId = Annotated[str, Depends(get_correlation_id)]
 Viewer = Annotated[Principal, Depends(require(Role.viewer))]
 Operator = Annotated[Principal, Depends(require(Role.operator))]
 Admin = Annotated[Principal, Depends(require(Role.admin))]
+OperatorCaller = Annotated[Caller, Depends(caller_with(Role.operator))]
+AdminCaller = Annotated[Caller, Depends(caller_with(Role.admin))]

@@ -33,6 +33,7 @@ CollectionNotFound = _error("E_COLLECTION_NOT_FOUND", 404)
 CollectionDisabled = _error("E_COLLECTION_DISABLED", 409)
 CollectionInProgress = _error("E_COLLECTION_IN_PROGRESS", 409)
 RunNotFound = _error("E_RUN_NOT_FOUND", 404)
+RunFinished = _error("E_RUN_FINISHED", 409)
 DatasetNotFound = _error("E_DATASET_NOT_FOUND", 404)
 NotFound = _error("E_NOT_FOUND", 404)
 

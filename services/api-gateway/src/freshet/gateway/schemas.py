@@ -4,14 +4,32 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from freshet.catalog import Collection, CollectionRun, Dataset, DatasetEdge, Endpoint
+from freshet.catalog.endpoints import collection_cursor
+from freshet.catalog.runs import run_cursor
+from freshet.contracts import RunFilters
 
 PreviewPolicy = Literal["auto", "manual-only", "disabled"]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$"
+Label = Annotated[str, Field(min_length=1, max_length=200)]
+SecretName = Annotated[str, Field(min_length=1, max_length=100)]
+SecretValue = Annotated[str, Field(max_length=10_000)]
+Argument = Annotated[str, Field(min_length=1, max_length=4_000, pattern=r"^[^\x00]*$")]
+IngestCommand = Annotated[
+    list[Argument],
+    Field(
+        min_length=1,
+        max_length=100,
+        description="argv of an external ingestion program run instead of the built-in "
+        "discovery; secrets reach it as FRESHET_SECRET_<NAME> environment variables, never "
+        "put them here.",
+    ),
+]
+RunTimeout = Annotated[int, Field(ge=1, le=24 * 3600, description="Seconds one run may take.")]
 
 
 class EndpointCreate(BaseModel):
@@ -20,12 +38,65 @@ class EndpointCreate(BaseModel):
     name: str = Field(pattern=NAME_PATTERN, description="Unique; used in /connections/{name}/…")
     kind: str = Field(description="postgres, sqlite, …")
     config: dict[str, Any] = Field(default_factory=dict, description="Settings without secrets.")
-    secrets: dict[str, str] = Field(
+    secrets: dict[SecretName, SecretValue] = Field(
         default_factory=dict,
+        max_length=20,
         description="Secret settings (e.g. password); encrypted at rest, never returned.",
     )
     preview_policy: PreviewPolicy = "auto"
-    labels: list[str] = Field(default_factory=list, max_length=50)
+    labels: list[Label] = Field(default_factory=list, max_length=50)
+    ingest_command: IngestCommand | None = None
+    run_timeout_s: RunTimeout | None = None
+
+
+class EndpointUpdate(BaseModel):
+    """Only the fields sent change. `secrets` merges: a name with null removes that secret."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, pattern=NAME_PATTERN)
+    config: dict[str, Any] | None = None
+    secrets: dict[SecretName, SecretValue | None] | None = Field(default=None, max_length=20)
+    preview_policy: PreviewPolicy | None = None
+    labels: list[Label] | None = Field(default=None, max_length=50)
+    ingest_command: IngestCommand | None = None
+    run_timeout_s: RunTimeout | None = None
+
+
+class ConnectionTestOut(BaseModel):
+    ok: bool
+    latency_ms: int
+    error: str | None = Field(description="Why the test failed, without any secret.")
+    checked_at: datetime
+
+
+class CollectionCreate(BaseModel):
+    """Defaults as GraphQL's CollectionCreateInput: UTC, enabled."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    endpoint_id: uuid.UUID
+    schedule_cron: str | None = Field(
+        default=None, max_length=120, description="5-field cron; null means manual only."
+    )
+    schedule_timezone: str = Field(default="UTC", max_length=64)
+    is_enabled: bool = True
+
+
+class CollectionUpdate(BaseModel):
+    """Only the fields sent change; `schedule_cron: null` makes the collection manual-only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schedule_cron: str | None = Field(default=None, max_length=120)
+    schedule_timezone: str | None = Field(default=None, max_length=64)
+    is_enabled: bool | None = None
+
+
+class TriggerRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    filters: RunFilters | None = None
 
 
 class EndpointOut(BaseModel):
@@ -36,6 +107,8 @@ class EndpointOut(BaseModel):
     secret_fields: list[str] = Field(description="Names of stored secrets; never their values.")
     preview_policy: str
     labels: list[str]
+    ingest_command: list[str] | None
+    run_timeout_s: int | None
     collection_id: uuid.UUID | None
     created_at: datetime
     updated_at: datetime
@@ -50,6 +123,8 @@ class EndpointOut(BaseModel):
             secret_fields=[str(n) for n in e.secret_names],
             preview_policy=e.preview_policy,
             labels=[str(x) for x in e.labels],
+            ingest_command=[str(a) for a in e.ingest_command] if e.ingest_command else None,
+            run_timeout_s=e.run_timeout_s,
             collection_id=collection.id if collection else None,
             created_at=e.created_at,
             updated_at=e.updated_at,
@@ -65,10 +140,12 @@ class CollectionOut(BaseModel):
     schedule_id: str | None
     created_at: datetime
     updated_at: datetime
+    cursor: str = Field(description="Pass as `after` to get the items after this one.")
 
     @classmethod
     def of(cls, c: Collection) -> CollectionOut:
-        return cls.model_validate(c, from_attributes=True)
+        data = {k: getattr(c, k) for k in cls.model_fields if k != "cursor"}
+        return cls(**data, cursor=collection_cursor(c))
 
 
 class RunOut(BaseModel):
@@ -88,6 +165,8 @@ class RunOut(BaseModel):
     datasets_added: int | None
     datasets_removed: int | None
     datasets_changed: int | None
+    filters: dict[str, Any] | None
+    cursor: str = Field(description="Pass as `after` to get the runs after this one.")
 
     @classmethod
     def of(cls, r: CollectionRun) -> RunOut:
@@ -96,8 +175,8 @@ class RunOut(BaseModel):
             if r.completed_at and r.started_at
             else None
         )
-        data = {k: getattr(r, k) for k in cls.model_fields if k != "duration_ms"}
-        return cls(**data, duration_ms=duration)
+        data = {k: getattr(r, k) for k in cls.model_fields if k not in ("duration_ms", "cursor")}
+        return cls(**data, duration_ms=duration, cursor=run_cursor(r))
 
 
 class EdgeOut(BaseModel):
