@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -105,12 +105,14 @@ class DatasetRepository:
         endpoint_kind: str,
         run_id: uuid.UUID,
         specs: Sequence[DatasetSpec],
+        scope: Callable[[str, str], bool] | None = None,
     ) -> SyncResult:
         """Make the endpoint's datasets match what the source reported, and say what changed.
 
         Idempotent: syncing the same specs again changes nothing and reports no change.
         Datasets that disappeared are marked removed (not deleted), so their history and
-        preview stay readable and a table that comes back keeps its id.
+        preview stay readable and a table that comes back keeps its id. With `scope` (a run
+        with filters), only datasets in scope can be marked removed: the rest were not looked at.
         """
         now = utcnow()
         existing = {
@@ -147,11 +149,19 @@ class DatasetRepository:
             dataset.last_seen_run_id = run_id
             seen[key] = dataset
         for key, dataset in existing.items():
+            if scope is not None and not scope(*key):
+                continue
             if key not in seen and dataset.removed_at is None:
                 dataset.removed_at = now
                 result.removed.append(dataset)
         await self.session.flush()
-        await self._sync_edges(endpoint_id, specs, seen)
+        out_of_scope = (
+            set()
+            if scope is None
+            else {d.id for key, d in existing.items() if not scope(*key) and key not in seen}
+        )
+        live = {k: d for k, d in existing.items() if d.removed_at is None} | seen
+        await self._sync_edges(endpoint_id, specs, seen, live, out_of_scope)
         return result
 
     async def _sync_edges(
@@ -159,12 +169,15 @@ class DatasetRepository:
         endpoint_id: uuid.UUID,
         specs: Sequence[DatasetSpec],
         datasets: dict[tuple[str, str], Dataset],
+        targets: dict[tuple[str, str], Dataset],
+        untouched: set[uuid.UUID],
     ) -> None:
+        """Foreign-key edges of the synced datasets; edges of `untouched` sources stay as they are."""
         wanted: dict[str, tuple[Dataset, Dataset, ForeignKeySpec]] = {}
         for spec in specs:
             source = datasets[(spec.schema_name, spec.name)]
             for fk in spec.foreign_keys:
-                target = datasets.get((fk.referred_schema, fk.referred_table))
+                target = targets.get((fk.referred_schema, fk.referred_table))
                 if target is not None:
                     wanted[edge_name(source, fk)] = (source, target, fk)
         result = await self.session.execute(
@@ -173,7 +186,11 @@ class DatasetRepository:
             )
         )
         have = {e.name: e for e in result.scalars()}
-        stale = [e.id for name, e in have.items() if name not in wanted]
+        stale = [
+            e.id
+            for name, e in have.items()
+            if name not in wanted and e.source_dataset_id not in untouched
+        ]
         if stale:
             await self.session.execute(delete(DatasetEdge).where(DatasetEdge.id.in_(stale)))
         for name, (source, target, fk) in wanted.items():

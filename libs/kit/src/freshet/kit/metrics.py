@@ -55,6 +55,13 @@ RUN_SECONDS = Histogram(
     ["status"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
 )
+RUNS_IN_PROGRESS = Gauge(
+    "freshet_collection_runs_in_progress", "Collection runs this collector is working on."
+)
+RUN_TAKEOVERS = Counter(
+    "freshet_collection_run_takeovers_total",
+    "RUNNING runs taken over after their collector stopped renewing the lease.",
+)
 PREVIEWS_PERSISTED = Counter(
     "freshet_previews_persisted_total",
     "Preview samples written into the catalog, by outcome (stored, stale_ignored).",

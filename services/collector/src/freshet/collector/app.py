@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi import FastAPI
 
-from freshet.collector.handlers import CollectorDeps, handle_collection_requested
+from freshet.collector.handlers import handle_collection_requested
+from freshet.collector.runner import Runner
+from freshet.collector.workflow import CollectorDeps
 from freshet.connectors import connector_factory
 from freshet.contracts import CollectionRequested, Envelope, topic_for
 from freshet.kit.secrets import secret_box
@@ -22,10 +26,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         secrets=secret_box(settings),
         source=runtime.source,
         connect=connector_factory(settings.source_timeout_s),
+        owner=runtime.holder,
+        lease_ttl=timedelta(seconds=settings.run_lease_ttl_s),
+        run_timeout_s=settings.run_timeout_s,
+        ingest_workdir=settings.data_dir / "ingest",
+        ingest_commands_allowed=settings.ingest_commands_allowed,
+    )
+    runner = Runner(
+        deps,
+        max_concurrent=settings.max_concurrent_runs,
+        check_interval_s=settings.run_check_interval_s,
     )
 
     async def on_request(env: Envelope) -> None:
-        await handle_collection_requested(env, deps)
+        await handle_collection_requested(env, runner)
 
     runtime.subscribe(topic_for(CollectionRequested), GROUP, on_request)
-    return runtime.app()
+    runtime.on_start(runner.start)
+    runtime.on_stop(runner.stop)
+    app = runtime.app()
+    app.state.runner = runner
+    return app

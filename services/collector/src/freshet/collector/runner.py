@@ -1,0 +1,269 @@
+"""Runs execute off the consumer path, each in a task of its own.
+
+The consumer handler only claims a run (QUEUED -> RUNNING under this process's lease) and
+hands it here, so its offset commits at once and a slow or hanging source never holds up
+the requests behind it on the partition (AC3). What keeps a claimed run from being lost:
+
+- while a run executes, a watcher renews its lease and checks, about every second, that the
+  run is still RUNNING and still ours; when it was cancelled, deleted or taken over, the work
+  is cancelled at once (an external command's whole process group is killed);
+- every collector sweeps for RUNNING runs whose lease lapsed (their collector died) and
+  takes them over; on a graceful stop, leases are released so the takeover is immediate.
+
+At most `max_concurrent_runs` runs execute per process; beyond that, claiming waits, which
+pauses the partition (backpressure) instead of piling up tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+from freshet.catalog import RunStatus, UnitOfWork
+from freshet.catalog.clock import utcnow
+from freshet.collector import ingest, workflow
+from freshet.collector.workflow import Claim, CollectorDeps
+from freshet.connectors import ConnectorError, TableInfo, sanitise
+from freshet.kit import metrics
+from freshet.kit.redaction import describe_error
+
+log = structlog.get_logger("freshet.collector")
+
+ClaimFn = Callable[[], Awaitable[Claim | None]]
+
+
+class Runner:
+    def __init__(
+        self,
+        deps: CollectorDeps,
+        *,
+        max_concurrent: int,
+        check_interval_s: float,
+    ) -> None:
+        self.deps = deps
+        self.check_interval_s = check_interval_s
+        self.slots = asyncio.Semaphore(max_concurrent)
+        self.tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="run-sweeper")
+
+    async def stop(self) -> None:
+        """Cancel running work and release its leases, so another collector resumes it now."""
+        self._stopping = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        held = list(self.tasks)
+        tasks = list(self.tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if held:
+            await self._release(held)
+
+    async def wait_idle(self) -> None:
+        """For tests: until every run this process started has ended."""
+        while self.tasks:
+            await asyncio.gather(*list(self.tasks.values()), return_exceptions=True)
+
+    # --- entry points --------------------------------------------------------------------
+
+    async def submit(self, claim_fn: ClaimFn) -> uuid.UUID | None:
+        """Wait for a free slot, claim a run with `claim_fn`, and start it in the background."""
+        await self.slots.acquire()
+        try:
+            held = await claim_fn()
+        except BaseException:
+            self.slots.release()
+            raise
+        if held is None:
+            self.slots.release()
+            return None
+        self._spawn(held)
+        return held.run_id
+
+    def _spawn(self, held: Claim) -> None:
+        task = asyncio.create_task(self._execute(held), name=f"run-{held.run_id}")
+        self.tasks[held.run_id] = task
+        metrics.RUNS_IN_PROGRESS.inc()
+
+        def done(_: asyncio.Task[None]) -> None:
+            self.tasks.pop(held.run_id, None)
+            metrics.RUNS_IN_PROGRESS.dec()
+            self.slots.release()
+
+        task.add_done_callback(done)
+
+    # --- one run -------------------------------------------------------------------------
+
+    async def _execute(self, held: Claim) -> None:
+        with structlog.contextvars.bound_contextvars(
+            run_id=str(held.run_id), correlation_id=held.correlation_id
+        ):
+            work = asyncio.create_task(self._work(held))
+            watch = asyncio.create_task(self._watch(held, work))
+            try:
+                await work
+            except asyncio.CancelledError:
+                me = asyncio.current_task()
+                if me is None or not me.cancelling():
+                    # The watcher cancelled the work: the run is no longer ours.
+                    log.info("run stopped: it was cancelled, deleted or taken over")
+                    return
+                # This process is stopping; `stop` releases the lease.
+                work.cancel()
+                with contextlib.suppress(BaseException):
+                    await work
+                raise
+            except Exception as exc:
+                # Steps retry what is transient themselves: this is a bug or a database that
+                # stayed away. Fail the run rather than let collectors take it over forever;
+                # if even that fails, the lease lapses and another collector tries again.
+                error = describe_error(exc)
+                log.error("run stopped by an unexpected error", error=error)
+                with contextlib.suppress(Exception):
+                    await workflow.finish(held, self.deps, RunStatus.FAILED, error=error)
+            finally:
+                watch.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watch
+
+    async def _work(self, held: Claim) -> None:
+        deps = self.deps
+        plan = await workflow.prepare(held, deps)
+        if plan.skip_reason is not None:
+            await workflow.finish(held, deps, RunStatus.SKIPPED, error=plan.skip_reason)
+            return
+        if plan.failure is not None:
+            await workflow.finish(held, deps, RunStatus.FAILED, error=plan.failure)
+            return
+        secrets = plan.secrets
+        try:
+            async with asyncio.timeout(plan.timeout_s):
+                tables = await self._ingest(held, plan)
+        except TimeoutError:
+            await workflow.finish(
+                held, deps, RunStatus.FAILED, error=f"timed out after {plan.timeout_s:g} s"
+            )
+            return
+        except (ConnectorError, ingest.IngestError) as exc:
+            # Sanitised at the source already; again here, against these very secrets.
+            error = sanitise(exc.message, secrets)
+            await workflow.finish(held, deps, RunStatus.FAILED, error=error)
+            return
+        except Exception as exc:
+            await workflow.finish(
+                held, deps, RunStatus.FAILED, error=describe_error(exc, secrets.values())
+            )
+            return
+        scoped = workflow.in_scope(tables, plan.filters)
+        if not plan.filters.is_empty and not scoped:
+            await workflow.finish(
+                held, deps, RunStatus.SKIPPED, error="filters match no dataset of the endpoint"
+            )
+            return
+        await workflow.finish(
+            held,
+            deps,
+            RunStatus.SUCCEEDED,
+            tables=scoped,
+            kind=plan.kind,
+            filters=plan.filters,
+        )
+
+    async def _ingest(self, held: Claim, plan: workflow.Plan) -> list[TableInfo]:
+        if plan.ingest_command is not None:
+            return await ingest.run_command(
+                plan.ingest_command,
+                workdir=self.deps.ingest_workdir,
+                run_id=held.run_id,
+                endpoint_id=held.endpoint_id,
+                kind=plan.kind,
+                config=plan.config,
+                secrets=plan.secrets,
+            )
+        return await ingest.discover(
+            self.deps.connect,
+            plan.kind,
+            plan.config,
+            plan.secrets,
+            attempts=self.deps.introspect_attempts,
+        )
+
+    async def _watch(self, held: Claim, work: asyncio.Task[None]) -> None:
+        """Stop the work as soon as the run is no longer ours; renew the lease meanwhile."""
+        renew_every = self.deps.lease_ttl / 3
+        renewed_at = utcnow()
+        while not work.done():
+            await asyncio.sleep(self.check_interval_s)
+            try:
+                if utcnow() - renewed_at >= renew_every:
+                    async with UnitOfWork(self.deps.db) as uow:
+                        ours = await uow.runs.renew_lease(
+                            held.run_id, self.deps.owner, self.deps.lease_ttl
+                        )
+                        await uow.commit()
+                    renewed_at = utcnow()
+                else:
+                    async with UnitOfWork(self.deps.db, read_only=True) as uow:
+                        run = await uow.runs.get(held.run_id)
+                    ours = (
+                        run is not None
+                        and run.status == RunStatus.RUNNING.value
+                        and run.lease_owner == self.deps.owner
+                    )
+            except Exception as exc:
+                # A database hiccup: keep working; the lease has time to spare.
+                log.warning("lease check failed", error=describe_error(exc))
+                continue
+            if not ours:
+                work.cancel()
+                return
+
+    async def _release(self, run_ids: list[uuid.UUID]) -> None:
+        try:
+            async with UnitOfWork(self.deps.db) as uow:
+                for run_id in run_ids:
+                    await uow.runs.release_lease(run_id, self.deps.owner)
+                await uow.commit()
+        except Exception as exc:
+            # The leases then lapse on their own; takeover just waits for that.
+            log.warning("could not release run leases", error=describe_error(exc))
+            return
+        log.info("runs handed back: leases released", runs=[str(r) for r in run_ids])
+
+    # --- takeover --------------------------------------------------------------------------
+
+    async def _sweep_forever(self) -> None:
+        interval = max(1.0, self.deps.lease_ttl.total_seconds() / 2)
+        while not self._stopping:
+            try:
+                await self.sweep()
+            except Exception as exc:
+                log.warning("run sweep failed", error=describe_error(exc))
+            await asyncio.sleep(interval)
+
+    def _taking_over(self, run_id: uuid.UUID) -> ClaimFn:
+        return lambda: workflow.take_over(run_id, self.deps)
+
+    async def sweep(self) -> int:
+        """Take over RUNNING runs whose lease lapsed; how many were taken."""
+        async with UnitOfWork(self.deps.db, read_only=True) as uow:
+            expired = await uow.runs.expired()
+        taken = 0
+        for run_id in expired:
+            if run_id in self.tasks:
+                continue
+            if await self.submit(self._taking_over(run_id)):
+                taken += 1
+        return taken
