@@ -64,7 +64,7 @@ async def test_sqlite_endpoint_is_collected_and_previewed(system: System) -> Non
         run = await trigger_and_wait(http, endpoint["collection_id"], correlation_id)
         assert run["status"] == "SUCCEEDED", run
         assert run["requested_by"] == "dev-admin"
-        assert run["trigger_source"] == "manual"
+        assert run["trigger_source"] == "api"
         assert run["datasets_total"] == 5
         assert run["duration_ms"] is not None
 

@@ -172,7 +172,7 @@ class DatasetRepository:
         targets: dict[tuple[str, str], Dataset],
         untouched: set[uuid.UUID],
     ) -> None:
-        """Foreign-key edges of the synced datasets; edges of `untouched` sources stay as they are."""
+        """Foreign-key edges of the synced datasets; edges of `untouched` sources stay as is."""
         wanted: dict[str, tuple[Dataset, Dataset, ForeignKeySpec]] = {}
         for spec in specs:
             source = datasets[(spec.schema_name, spec.name)]

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from freshet.catalog.clock import utcnow
 from freshet.catalog.cursors import decode_cursor, encode_cursor
 from freshet.catalog.models import Collection, Endpoint
+from freshet.catalog.secrets import SecretBox
 
 PREVIEW_POLICIES = ("auto", "manual-only", "disabled")
 
@@ -60,6 +61,22 @@ class EndpointRepository:
     async def all(self) -> list[Endpoint]:
         result = await self.session.execute(select(Endpoint).order_by(Endpoint.name))
         return list(result.scalars())
+
+    async def rotate_secrets(self, box: SecretBox) -> int:
+        """Re-encrypt every endpoint's secrets with the box's first key; how many changed.
+
+        Run after putting a new key first: afterwards the old key can be dropped.
+        """
+        result = await self.session.execute(
+            select(Endpoint).where(Endpoint.secret_ciphertext.is_not(None)).with_for_update()
+        )
+        rotated = 0
+        for endpoint in result.scalars():
+            assert endpoint.secret_ciphertext is not None
+            endpoint.secret_ciphertext = box.rotate(endpoint.secret_ciphertext)
+            rotated += 1
+        await self.session.flush()
+        return rotated
 
     async def delete(self, endpoint_id: uuid.UUID) -> bool:
         """Delete an endpoint; its collection, runs, datasets and edges go with it (cascade)."""

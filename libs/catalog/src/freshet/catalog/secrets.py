@@ -45,4 +45,9 @@ class SecretBox:
         return {str(k): str(v) for k, v in data.items()}
 
     def rotate(self, ciphertext: str) -> str:
-        return self._fernet.rotate(ciphertext.encode()).decode()
+        try:
+            return self._fernet.rotate(ciphertext.encode()).decode()
+        except InvalidToken:
+            raise SecretError(
+                "endpoint secrets cannot be decrypted with the configured keys"
+            ) from None

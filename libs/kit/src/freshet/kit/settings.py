@@ -24,7 +24,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
 
-    # Fernet keys, newest first (comma separated), or a file with one key per line.
+    # Fernet keys: FRESHET_SECRET_KEY (one), FRESHET_SECRET_KEYS (newest first, comma
+    # separated) and/or a file with one key per line, newest first. The first key encrypts.
+    secret_key: SecretStr | None = None
     secret_keys: SecretStr | None = None
     secret_key_file: Path | None = None
 
@@ -76,6 +78,8 @@ class Settings(BaseSettings):
 
     def fernet_keys(self) -> list[str]:
         keys: list[str] = []
+        if self.secret_key is not None:
+            keys.append(self.secret_key.get_secret_value().strip())
         if self.secret_keys is not None:
             keys += [k.strip() for k in self.secret_keys.get_secret_value().split(",")]
         if self.secret_key_file is not None and self.secret_key_file.exists():
