@@ -30,4 +30,6 @@ async def handle_collection_changed(env: Envelope, db: Database) -> None:
         collection_id=str(event.collection_id),
         schedule_cron=event.schedule_cron,
         is_enabled=event.is_enabled,
+        deleted=event.deleted,
+        change=change,
     )
