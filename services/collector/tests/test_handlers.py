@@ -357,7 +357,9 @@ async def test_an_outside_request_while_a_run_is_active_is_recorded_as_skipped(
     skipped = await run_of(deps, run_id_for(cmd, "tick-1"))
     assert (skipped["status"], skipped["error"]) == ("SKIPPED", "previous run still running")
     assert await status_of(deps, active) == "QUEUED"
-    assert [e["status"] for e in await completed_events(deps)] == ["SKIPPED"]
+    assert [(e["status"], e["error"]) for e in await completed_events(deps)] == [
+        ("SKIPPED", "previous run still running")
+    ]
 
 
 async def test_a_request_for_an_unknown_collection_is_permanent(runner: Runner) -> None:

@@ -163,7 +163,9 @@ async def _claim(
             skipped = await uow.runs.add(
                 **fields, status=RunStatus.SKIPPED, error=PREVIOUS_RUN_ACTIVE
             )
-            await _announce(uow, skipped, correlation_id, deps, Outcome(RunStatus.SKIPPED))
+            await _announce(
+                uow, skipped, correlation_id, deps, Outcome(RunStatus.SKIPPED, PREVIOUS_RUN_ACTIVE)
+            )
             log.info("run skipped", reason=PREVIOUS_RUN_ACTIVE)
             return None
     status = RunStatus(run.status)
