@@ -12,21 +12,22 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import collector_throughput, preview_latency
+from bench import collector_throughput, isolation, preview_latency
 from bench.report import render
 from bench.sources import create_one_table_source, create_two_table_source
-from bench.stack import catalog_kind, make_stack, postgres_catalog, stop_stack
+from bench.stack import BenchStack, catalog_kind, make_stack, postgres_catalog, stop_stack
 from freshet.devstack.up import SERVICES
 from freshet.kit.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT = ROOT / "var" / "bench" / "results.json"
-SCENARIOS = ("collector", "preview")
+COUNTS = ("runs", "endpoints", "previews", "isolation_runs", "healthy", "hanging")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -37,7 +38,32 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--runs", type=int, default=1000, help="collector runs (default 1000)")
     parser.add_argument(
-        "--endpoints", type=int, default=20, help="endpoints the runs are spread over (20)"
+        "--endpoints",
+        type=int,
+        default=200,
+        help="endpoints the runs are spread over (200). Runs execute in the background, so a "
+        "request for a collection whose previous run is still active is SKIPPED, as any "
+        "overlapping outside request is; with 200 a collection's requests are far enough apart",
+    )
+    parser.add_argument(
+        "--isolation-runs",
+        type=int,
+        default=200,
+        help="healthy runs per phase of the isolation scenario (200)",
+    )
+    parser.add_argument(
+        "--healthy",
+        type=int,
+        default=None,
+        help="healthy endpoints of the isolation scenario (default: one per run, so no request "
+        "finds its collection's previous run still active and is SKIPPED)",
+    )
+    parser.add_argument(
+        "--hanging",
+        type=int,
+        default=5,
+        help="sources that accept a connection and never answer, in the isolation scenario (5); "
+        "fewer than FRESHET_MAX_CONCURRENT_RUNS",
     )
     parser.add_argument(
         "--previews", type=int, default=30, help="trigger -> preview repetitions (30)"
@@ -64,7 +90,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "dropped afterwards (default: a SQLite catalog in the temp folder)",
     )
     parser.add_argument(
-        "--only", choices=SCENARIOS, action="append", help="run only this scenario (repeatable)"
+        "--only",
+        choices=list(SCENARIOS),
+        action="append",
+        help="run only this scenario (repeatable)",
     )
     parser.add_argument(
         "--timeout-s", type=float, default=240.0, help="give up a measured phase after this"
@@ -76,8 +105,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="keep the temp data folder (logs, catalog) even when everything went well",
     )
     args = parser.parse_args(argv)
-    if args.runs < 1 or args.endpoints < 1 or args.previews < 1:
-        parser.error("--runs, --endpoints and --previews must be at least 1")
+    if args.healthy is None:
+        args.healthy = args.isolation_runs
+    if min(getattr(args, n) for n in COUNTS) < 1:
+        parser.error(f"{', '.join('--' + n.replace('_', '-') for n in COUNTS)} must be at least 1")
+    slots = int(os.environ.get("FRESHET_MAX_CONCURRENT_RUNS", _default("max_concurrent_runs")))
+    if args.hanging >= slots:
+        parser.error(
+            f"--hanging {args.hanging} would hold all {slots} run slots of the collector "
+            "(FRESHET_MAX_CONCURRENT_RUNS): that is backpressure by design, not isolation"
+        )
     return args
 
 
@@ -107,6 +144,8 @@ def settings_in_effect(args: argparse.Namespace, extra_env: dict[str, str]) -> d
         "relay_poll_interval_s": setting("relay_poll_interval_s"),
         "relay_batch_size": setting("relay_batch_size"),
         "log_level": setting("log_level"),
+        "max_concurrent_runs": setting("max_concurrent_runs"),
+        "source_timeout_s": setting("source_timeout_s"),
         "catalog": "postgresql (scratch database per scenario)" if args.postgres else "sqlite",
         "broker": "embedded Tansu (memory storage), one per scenario",
     }
@@ -126,72 +165,110 @@ def say(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def run_collector(args: argparse.Namespace, root: Path, env: dict[str, str]) -> dict[str, Any]:
-    with postgres_catalog(args.postgres) as catalog:
-        stack = make_stack(
-            root / "collector-throughput",
-            services=("collector",),
-            database_url=catalog,
-            extra_env=env,
-        )
-        try:
-            say(f"collector throughput: starting broker + collector in {stack.data_dir}")
-            started = time.perf_counter()
-            stack.start()
-            say(f"ready in {time.perf_counter() - started:.1f}s")
-            source = create_two_table_source(stack.data_dir / "sources" / "two-tables.db")
-            result = asyncio.run(
-                collector_throughput.run(
-                    stack,
-                    runs=args.runs,
-                    endpoints=args.endpoints,
-                    source=source,
-                    timeout_s=args.timeout_s,
-                    progress=say,
-                )
-            )
-            result["catalog"] = catalog_kind(stack.catalog_url)
-            result["services"] = list(stack.services)
-            result["exited_services"] = stack.dead_services()
-            result["logs"] = str(stack.data_dir / "logs")
-            say(
-                f"collector throughput: {result['runs_completed']} runs in {result['total_s']:.2f}s"
-            )
-            return result
-        finally:
-            say("stopping broker + collector")
-            stop_stack(stack)
+@dataclass(frozen=True)
+class Scenario:
+    """One benchmark: what its stack runs, and what it measures on it."""
+
+    result_key: str  # its figures' key in results.json
+    folder: str  # its stack's data folder, under the bench's temp folder
+    services: tuple[str, ...]
+    started: str  # what the stack starts, for the progress lines
+    measure: Callable[[argparse.Namespace, BenchStack, str], dict[str, Any]]
 
 
-def run_preview(args: argparse.Namespace, root: Path, env: dict[str, str]) -> dict[str, Any]:
+def measure_collector(args: argparse.Namespace, stack: BenchStack, _token: str) -> dict[str, Any]:
+    source = create_two_table_source(stack.data_dir / "sources" / "two-tables.db")
+    result = asyncio.run(
+        collector_throughput.run(
+            stack,
+            runs=args.runs,
+            endpoints=args.endpoints,
+            source=source,
+            timeout_s=args.timeout_s,
+            progress=say,
+        )
+    )
+    say(f"collector throughput: {result['runs_completed']} runs in {result['total_s']:.2f}s")
+    return result
+
+
+def measure_preview(args: argparse.Namespace, stack: BenchStack, token: str) -> dict[str, Any]:
+    source = create_one_table_source(stack.data_dir / "sources" / "one-table.db")
+    return asyncio.run(
+        preview_latency.run(
+            stack,
+            token,
+            iterations=args.previews,
+            source=source,
+            poll_interval_s=args.poll_interval_ms / 1000.0,
+            timeout_s=min(args.timeout_s, 60.0),
+            progress=say,
+        )
+    )
+
+
+def measure_isolation(args: argparse.Namespace, stack: BenchStack, _token: str) -> dict[str, Any]:
+    source = create_two_table_source(stack.data_dir / "sources" / "two-tables.db")
+    return asyncio.run(
+        isolation.run(
+            stack,
+            runs=args.isolation_runs,
+            healthy=args.healthy,
+            hanging=args.hanging,
+            source=source,
+            # Healthy runs held up behind the hanging ones would wait 30 s or more (the
+            # connector's connect timeout): a minute is plenty to tell, without hanging too.
+            timeout_s=min(args.timeout_s, 60.0),
+            progress=say,
+        )
+    )
+
+
+BROKER_AND_COLLECTOR = "broker + collector"
+SCENARIOS: dict[str, Scenario] = {
+    "collector": Scenario(
+        "collector_throughput",
+        "collector-throughput",
+        ("collector",),
+        BROKER_AND_COLLECTOR,
+        measure_collector,
+    ),
+    "preview": Scenario(
+        "preview_latency",
+        "preview-latency",
+        tuple(SERVICES),
+        "broker + all five services",
+        measure_preview,
+    ),
+    "isolation": Scenario(
+        "isolation", "isolation", ("collector",), BROKER_AND_COLLECTOR, measure_isolation
+    ),
+}
+
+
+def run_scenario(
+    name: str, args: argparse.Namespace, root: Path, env: dict[str, str]
+) -> dict[str, Any]:
+    """Measure one scenario on a stack of its own, stopped afterwards whatever happens."""
+    scenario = SCENARIOS[name]
     with postgres_catalog(args.postgres) as catalog:
         stack = make_stack(
-            root / "preview-latency", services=tuple(SERVICES), database_url=catalog, extra_env=env
+            root / scenario.folder, services=scenario.services, database_url=catalog, extra_env=env
         )
         try:
-            say(f"preview latency: starting broker + all five services in {stack.data_dir}")
+            label = scenario.result_key.replace("_", " ")
+            say(f"{label}: starting {scenario.started} in {stack.data_dir}")
             started = time.perf_counter()
             token, _demo = stack.start()
             say(f"ready in {time.perf_counter() - started:.1f}s")
-            source = create_one_table_source(stack.data_dir / "sources" / "one-table.db")
-            result = asyncio.run(
-                preview_latency.run(
-                    stack,
-                    token,
-                    iterations=args.previews,
-                    source=source,
-                    poll_interval_s=args.poll_interval_ms / 1000.0,
-                    timeout_s=min(args.timeout_s, 60.0),
-                    progress=say,
-                )
-            )
+            result = scenario.measure(args, stack, token)
             result["catalog"] = catalog_kind(stack.catalog_url)
             result["services"] = list(stack.services)
             result["exited_services"] = stack.dead_services()
             result["logs"] = str(stack.data_dir / "logs")
             return result
         finally:
-            say("stopping broker + services")
+            say(f"stopping {scenario.started}")
             stop_stack(stack)
 
 
@@ -223,6 +300,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "runs": args.runs,
             "endpoints": args.endpoints,
             "previews": args.previews,
+            "isolation_runs": args.isolation_runs,
+            "healthy": args.healthy,
+            "hanging": args.hanging,
             "poll_interval_ms": args.poll_interval_ms,
             "scenarios": scenarios,
         },
@@ -231,10 +311,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     status = 0
     try:
-        if "collector" in scenarios:
-            results["collector_throughput"] = run_collector(args, root, extra_env)
-        if "preview" in scenarios:
-            results["preview_latency"] = run_preview(args, root, extra_env)
+        for name in SCENARIOS:
+            if name in scenarios:
+                results[SCENARIOS[name].result_key] = run_scenario(name, args, root, extra_env)
     except KeyboardInterrupt:
         say("interrupted; everything the bench started is stopped")
         results["error"] = "interrupted"
@@ -246,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results["duration_s"] = round(time.perf_counter() - started, 1)
     incomplete = any(
         isinstance(results.get(k), dict) and results[k].get("complete") is False
-        for k in ("collector_throughput",)
+        for k in ("collector_throughput", "isolation")
     )
     keep = args.keep_data or status != 0 or incomplete
     if not keep:

@@ -8,10 +8,11 @@ the RunCompleted events are read back from their topic.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,10 +51,30 @@ def partition_of(collection_id: uuid.UUID, partitions: list[int]) -> int:
     return int(DefaultPartitioner()(key, partitions, partitions))
 
 
+@dataclass(frozen=True)
+class EndpointSpec:
+    """What one registered endpoint is: its connector kind, config and run timeout."""
+
+    kind: str
+    config: dict[str, Any]
+    run_timeout_s: int | None = None
+
+
+def sqlite_endpoint(source: Path) -> Callable[[int], EndpointSpec]:
+    """Every endpoint reads the same SQLite source file."""
+    spec = EndpointSpec(kind="sqlite", config={"path": str(source)})
+    return lambda _index: spec
+
+
 async def register_endpoints(
-    catalog_url: str, count: int, source: Path, partitions: list[int]
+    catalog_url: str,
+    count: int,
+    partitions: list[int],
+    endpoint: Callable[[int], EndpointSpec],
+    *,
+    prefix: str = "bench",
 ) -> dict[int, list[uuid.UUID]]:
-    """`count` sqlite endpoints over one source file, each with its collection.
+    """`count` endpoints, each with its collection; `endpoint(i)` says what the i-th kept one is.
 
     A collection's requests all share one partition (its id is the key), and a partition is
     processed in order, so how the collection ids happen to hash would decide the critical path
@@ -71,25 +92,32 @@ async def register_endpoints(
         async with UnitOfWork(db) as uow:
             attempt = 0
             while any(len(lanes[p]) < share[p] for p in partitions):
-                endpoint = await uow.endpoints.add(
-                    name=f"bench-{attempt:04d}",
-                    kind="sqlite",
-                    config={"path": str(source)},
+                spec = endpoint(sum(len(kept) for kept in lanes.values()))
+                added = await uow.endpoints.add(
+                    name=f"{prefix}-{attempt:04d}",
+                    kind=spec.kind,
+                    config=spec.config,
                     labels=["bench"],
+                    run_timeout_s=spec.run_timeout_s,
                 )
-                collection = await uow.collections.add(endpoint_id=endpoint.id)
+                collection = await uow.collections.add(endpoint_id=added.id)
                 attempt += 1
                 partition = partition_of(collection.id, partitions)
                 if len(lanes[partition]) < share[partition]:
                     lanes[partition].append(collection.id)
                 else:
                     await uow.session.delete(collection)
-                    await uow.session.delete(endpoint)
+                    await uow.session.delete(added)
                     await uow.session.flush()
             await uow.commit()
         return lanes
     finally:
         await db.dispose()
+
+
+def collections_of(lanes: dict[int, list[uuid.UUID]]) -> list[uuid.UUID]:
+    """Every collection of `register_endpoints`' result, partition by partition."""
+    return [c for p in sorted(lanes) for c in lanes[p]]
 
 
 def plan(lanes: dict[int, list[uuid.UUID]], runs: int) -> list[tuple[uuid.UUID, uuid.UUID]]:
@@ -152,15 +180,11 @@ async def collect(
     return arrivals, duplicates
 
 
-async def run(
+@contextlib.asynccontextmanager
+async def kafka_clients(
     stack: BenchStack,
-    *,
-    runs: int,
-    endpoints: int,
-    source: Path,
-    timeout_s: float,
-    progress: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
+) -> AsyncIterator[tuple[AIOKafkaProducer, AIOKafkaConsumer]]:
+    """A producer of CollectionRequested and a consumer of RunCompleted (from the start)."""
     consumer = AIOKafkaConsumer(
         COMPLETED_TOPIC,
         bootstrap_servers=stack.bootstrap,
@@ -175,63 +199,79 @@ async def run(
     try:
         await consumer.start()
         await producer.start()
-        partitions = sorted(await producer.partitions_for(REQUESTED_TOPIC))
-        lanes = await register_endpoints(stack.catalog_url, endpoints, source, partitions)
-        collections = [c for p in sorted(lanes) for c in lanes[p]]
-        # Warm-up, not measured: one run per collection. It waits out the collector's group
-        # join and makes each endpoint's datasets, so the measured runs are steady-state ones.
-        warm = [(c, uuid.uuid4()) for c in collections]
-        warm_started = time.perf_counter()
-        await publish(producer, warm)
-        warm_arrivals, _ = await collect(consumer, {r for _, r in warm}, timeout_s)
-        warm_s = time.perf_counter() - warm_started
-        if len(warm_arrivals) < len(warm):
-            raise RuntimeError(
-                f"warm-up: only {len(warm_arrivals)} of {len(warm)} runs completed "
-                f"within {timeout_s:.0f}s; see {stack.data_dir / 'logs'}"
-            )
-        if progress is not None:
-            progress(f"warm-up: {len(warm)} runs in {warm_s:.1f}s; publishing {runs} requests")
-
-        requests = plan(lanes, runs)
-        pids = stack.pids()
-        metrics_before = await scrape_metrics(stack.url("collector"))
-        cpu_before = cpu_snapshot(pids)
-        started = time.perf_counter()
-        sent_to = await publish(producer, requests)
-        published_s = time.perf_counter() - started
-        arrivals, duplicates = await collect(consumer, {r for _, r in requests}, timeout_s)
-        finished = max((a.at for a in arrivals.values()), default=time.perf_counter())
-        cpu_after = cpu_snapshot(pids)
+        yield producer, consumer
     finally:
         await producer.stop()
         await consumer.stop()
 
-    events = [a.event for a in arrivals.values()]
-    total_s = finished - started
+
+async def warm_up(
+    stack: BenchStack,
+    producer: AIOKafkaProducer,
+    consumer: AIOKafkaConsumer,
+    collections: list[uuid.UUID],
+    timeout_s: float,
+) -> float:
+    """One unmeasured run per collection; the seconds it took.
+
+    It waits out the collector's group join and makes each endpoint's datasets, so the
+    measured runs are steady-state ones.
+    """
+    warm = [(c, uuid.uuid4()) for c in collections]
+    started = time.perf_counter()
+    await publish(producer, warm)
+    arrivals, _ = await collect(consumer, {r for _, r in warm}, timeout_s)
+    if len(arrivals) < len(warm):
+        raise RuntimeError(
+            f"warm-up: only {len(arrivals)} of {len(warm)} runs completed "
+            f"within {timeout_s:.0f}s; see {stack.data_dir / 'logs'}"
+        )
+    return time.perf_counter() - started
+
+
+@dataclass
+class Phase:
+    """One measured batch: every request sent at once, then every RunCompleted read."""
+
+    requests: list[tuple[uuid.UUID, uuid.UUID]]
+    sent_to: Counter[int]
+    published_s: float
+    total_s: float  # first send -> last RunCompleted read
+    arrivals: dict[uuid.UUID, Arrival]
+    duplicates: int
+
+
+async def measure(
+    producer: AIOKafkaProducer,
+    consumer: AIOKafkaConsumer,
+    requests: list[tuple[uuid.UUID, uuid.UUID]],
+    timeout_s: float,
+) -> Phase:
+    started = time.perf_counter()
+    sent_to = await publish(producer, requests)
+    published_s = time.perf_counter() - started
+    arrivals, duplicates = await collect(consumer, {r for _, r in requests}, timeout_s)
+    finished = max((a.at for a in arrivals.values()), default=time.perf_counter())
+    return Phase(requests, sent_to, published_s, finished - started, arrivals, duplicates)
+
+
+def phase_figures(phase: Phase) -> dict[str, Any]:
+    """What the report shows of a measured batch: counts, throughput, per-run latencies."""
+    events = [a.event for a in phase.arrivals.values()]
+    total_s = phase.total_s
     statuses = Counter(e.status for e in events)
     errors = Counter(e.error for e in events if e.status != "SUCCEEDED")
-    metrics_after = await scrape_metrics(stack.url("collector"))
-
-    def delta(name: str) -> float:
-        return metrics_after.get(name, 0.0) - metrics_before.get(name, 0.0)
-
-    handled = delta("freshet_handler_duration_seconds_count")
     return {
-        "runs_requested": runs,
+        "runs_requested": len(phase.requests),
         "runs_completed": len(events),
-        "complete": len(events) == runs,
-        "endpoints": endpoints,
-        "collections_per_partition": {str(p): len(c) for p, c in sorted(lanes.items())},
-        "requests_per_partition": {str(p): n for p, n in sorted(sent_to.items())},
-        "warmup_runs": len(warm),
-        "warmup_s": round(warm_s, 3),
-        "publish_s": round(published_s, 3),
+        "complete": len(events) == len(phase.requests),
+        "requests_per_partition": {str(p): n for p, n in sorted(phase.sent_to.items())},
+        "publish_s": round(phase.published_s, 3),
         "total_s": round(total_s, 3),
         "runs_per_s": round(len(events) / total_s, 2) if total_s > 0 else 0.0,
         "statuses": dict(statuses),
         "errors": {str(k): n for k, n in errors.most_common(5)},
-        "duplicate_run_completed": duplicates,
+        "duplicate_run_completed": phase.duplicates,
         "datasets_total": dict(Counter(str(e.datasets_total) for e in events)),
         # completed_at - requested_at: the bench stamps requested_at when it publishes, so with
         # every request sent at once this is mostly time spent queued behind earlier runs.
@@ -254,8 +294,50 @@ async def run(
         ),
         # From the run's final commit to the bench reading RunCompleted: relay + broker hop.
         "completed_to_received_ms": summary_ms(
-            [(a.wall - a.event.completed_at).total_seconds() for a in arrivals.values()]
+            [(a.wall - a.event.completed_at).total_seconds() for a in phase.arrivals.values()]
         ),
+    }
+
+
+async def run(
+    stack: BenchStack,
+    *,
+    runs: int,
+    endpoints: int,
+    source: Path,
+    timeout_s: float,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    async with kafka_clients(stack) as (producer, consumer):
+        partitions = sorted(await producer.partitions_for(REQUESTED_TOPIC))
+        lanes = await register_endpoints(
+            stack.catalog_url, endpoints, partitions, sqlite_endpoint(source)
+        )
+        collections = collections_of(lanes)
+        warm_s = await warm_up(stack, producer, consumer, collections, timeout_s)
+        if progress is not None:
+            progress(
+                f"warm-up: {len(collections)} runs in {warm_s:.1f}s; publishing {runs} requests"
+            )
+
+        pids = stack.pids()
+        metrics_before = await scrape_metrics(stack.url("collector"))
+        cpu_before = cpu_snapshot(pids)
+        phase = await measure(producer, consumer, plan(lanes, runs), timeout_s)
+        cpu_after = cpu_snapshot(pids)
+
+    metrics_after = await scrape_metrics(stack.url("collector"))
+
+    def delta(name: str) -> float:
+        return metrics_after.get(name, 0.0) - metrics_before.get(name, 0.0)
+
+    handled = delta("freshet_handler_duration_seconds_count")
+    return {
+        **phase_figures(phase),
+        "endpoints": endpoints,
+        "collections_per_partition": {str(p): len(c) for p, c in sorted(lanes.items())},
+        "warmup_runs": len(collections),
+        "warmup_s": round(warm_s, 3),
         # The collector's own histogram over the measured runs: time inside the handler.
         "collector_handler_mean_ms": round(
             delta("freshet_handler_duration_seconds_sum") / handled * 1000, 2

@@ -21,6 +21,96 @@ def _cpu(cpu: dict[str, float], seconds: float | None = None) -> str:
     return ", ".join(parts)
 
 
+def _statuses(statuses: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())) or "none"
+
+
+def _isolation(i: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    add = out.append
+    k = i["hanging_endpoints"]
+    before, after, ratio = i["baseline"], i["with_hanging"], i["ratio"]
+    add("")
+    add(f"3. Isolation (AC3): healthy runs while {k} sources hang (broker + collector only)")
+    add(
+        f"   {k} postgres endpoints whose server accepts and never answers (run_timeout_s "
+        f"{i['hanging_run_timeout_s']}), {i['healthy_endpoints']} healthy sqlite endpoints"
+    )
+    add(
+        f"   {i['runs_per_phase']} healthy runs per phase, after {i['warmup_runs']} warm-up runs "
+        f"({i['warmup_s']:.1f}s); hanging runs per partition {i['hanging_per_partition']}"
+    )
+    add(
+        f"   hanging runs RUNNING (and connected) {i['hanging_running_after_s']:.2f} s after "
+        "their requests, before the second phase was published"
+    )
+
+    def p(summary: dict[str, Any], key: str) -> str:
+        return f"{summary[key]:.1f}" if summary.get("count") else "n/a"
+
+    def r(value: float | None) -> str:
+        return f"{value:.2f}" if value is not None else "n/a"
+
+    rows = [
+        (
+            "throughput (runs/s)",
+            f"{before['runs_per_s']:.1f}",
+            f"{after['runs_per_s']:.1f}",
+            r(ratio["runs_per_s"]),
+        ),
+        (
+            "requested -> completed p50 ms",
+            p(before["requested_to_completed_ms"], "p50"),
+            p(after["requested_to_completed_ms"], "p50"),
+            r(ratio["requested_to_completed_p50"]),
+        ),
+        (
+            "requested -> completed p99 ms",
+            p(before["requested_to_completed_ms"], "p99"),
+            p(after["requested_to_completed_ms"], "p99"),
+            r(ratio["requested_to_completed_p99"]),
+        ),
+        (
+            "runs completed",
+            f"{before['runs_completed']} of {before['runs_requested']}",
+            f"{after['runs_completed']} of {after['runs_requested']}",
+            "",
+        ),
+        ("total s", f"{before['total_s']:.2f}", f"{after['total_s']:.2f}", ""),
+    ]
+    add(f"   {'':<32}{'baseline':>12}{f'{k} hanging':>14}{'ratio':>9}")
+    for label, b, a, q in rows:
+        add(f"   {label:<32}{b:>12}{a:>14}{q:>9}".rstrip())
+    add("   (ratio = with hanging / baseline: 1.00 is no effect)")
+    for name, phase in (("baseline", before), ("with hanging", after)):
+        flag = (
+            "" if phase["statuses"].get("SUCCEEDED") == phase["runs_requested"] else "  <-- NOT ALL"
+        )
+        add(f"   statuses, {name:<13}  {_statuses(phase['statuses'])}{flag}")
+        if phase["errors"]:
+            add(f"   errors, {name:<15}  {phase['errors']}")
+        if phase["duplicate_run_completed"]:
+            add(f"   duplicate RunCompleted, {name}: {phase['duplicate_run_completed']}")
+    flag = "" if i["hanging_still_running"] == k else "   <-- expected all of them"
+    add(
+        f"   hanging runs still RUNNING at the end   {i['hanging_still_running']} of {k}"
+        f" ({_statuses(i['hanging_statuses_at_end'])}){flag}"
+    )
+    dropped = i["hanging_connections_dropped_after_s"]
+    dropped_text = (
+        f"the collector dropped their connections {dropped:.1f} s later"
+        if dropped is not None
+        else "the collector had NOT dropped all their connections "
+        f"{i['hanging_drop_wait_s']:g} s later"
+    )
+    add(f"   clean-up: {i['hanging_cancelled']} cancelled in the catalog; {dropped_text}")
+    add("   (then the servers were closed)")
+    add(f"   CPU, phase with hanging    {_cpu(after['cpu_seconds'], after['total_s'])}")
+    if i.get("exited_services"):
+        add(f"   EXITED early              {i['exited_services']}")
+    return out
+
+
 def render(results: dict[str, Any]) -> str:
     out: list[str] = []
     add = out.append
@@ -34,7 +124,14 @@ def render(results: dict[str, Any]) -> str:
         f"machine   {m['cores']} cores, Python {m['python']}, load average at start "
         f"{' / '.join(str(x) for x in m['load_average_at_start'])}"
     )
-    for key in ("fetch_max_wait_ms", "relay_poll_interval_s", "relay_batch_size", "log_level"):
+    for key in (
+        "fetch_max_wait_ms",
+        "relay_poll_interval_s",
+        "relay_batch_size",
+        "log_level",
+        "max_concurrent_runs",
+        "source_timeout_s",
+    ):
         item = s[key]
         add(f"setting   {item['env']:<32} {item['value']:<8} ({item['source']})")
     add(f"catalog   {s['catalog']}; broker {s['broker']}")
@@ -57,7 +154,7 @@ def render(results: dict[str, Any]) -> str:
         add(f"   published in              {c['publish_s']:.2f} s")
         add(f"   total (first send -> last RunCompleted read)  {c['total_s']:.2f} s")
         add(f"   throughput                {c['runs_per_s']:.1f} runs/s (events/s)")
-        statuses = ", ".join(f"{k} {v}" for k, v in sorted(c["statuses"].items()))
+        statuses = _statuses(c["statuses"])
         flag = "" if c["statuses"].get("SUCCEEDED") == c["runs_requested"] else "   <-- NOT ALL"
         add(f"   statuses                  {statuses}{flag}")
         if c["errors"]:
@@ -122,6 +219,10 @@ def render(results: dict[str, Any]) -> str:
         add(f"   CPU during the repetitions  {_cpu(p['cpu_seconds'])}")
         if p.get("exited_services"):
             add(f"   EXITED early              {p['exited_services']}")
+
+    i = results.get("isolation")
+    if i:
+        out.extend(_isolation(i))
 
     if results.get("error"):
         add("")
