@@ -12,7 +12,7 @@ SECRET = "hunter2-do-not-print"
 
 
 def test_kinds() -> None:
-    assert KINDS == ("postgres", "sqlite")
+    assert KINDS == ("postgres", "sqlite", "duckdb", "files")
 
 
 def test_builds_each_kind() -> None:
@@ -20,9 +20,17 @@ def test_builds_each_kind() -> None:
         "postgres", {"host": "db", "database": "x", "user": "u"}, {"password": SECRET}
     )
     lite = connector_for("sqlite", {"path": "/tmp/x.db"}, {})
-    assert isinstance(pg, Connector)
-    assert isinstance(lite, Connector)
-    assert (pg.kind, lite.kind) == ("postgres", "sqlite")
+    duck = connector_for("duckdb", {"path": "/tmp/x.duckdb"}, {})
+    files = connector_for(
+        "files",
+        {"path": "/tmp/x", "recursive": True, "csv_delimiter": ";", "csv_header": False},
+        {},
+    )
+    connectors = [pg, lite, duck, files]
+    assert all(isinstance(c, Connector) for c in connectors)
+    assert [c.kind for c in connectors] == ["postgres", "sqlite", "duckdb", "files"]
+    # Building touches nothing: the paths above do not exist.
+    assert connector_for("files", {"path": "/tmp/x"}, {}).kind == "files"
 
 
 def test_unknown_kind_is_permanent() -> None:
@@ -44,6 +52,18 @@ def test_unknown_kind_is_permanent() -> None:
         ("sqlite", {}, "path"),
         ("sqlite", {"path": ""}, "path"),
         ("sqlite", {"path": "a\x00b.db"}, "path"),
+        ("duckdb", {}, "path"),
+        ("duckdb", {"path": ""}, "path"),
+        ("duckdb", {"path": "a\x00b.duckdb"}, "path"),
+        ("duckdb", {"path": "x.duckdb", "read_only": False}, "read_only"),
+        ("files", {}, "path"),
+        ("files", {"path": ""}, "path"),
+        ("files", {"path": "d", "recursive": "maybe"}, "recursive"),
+        ("files", {"path": "d", "csv_delimiter": ";;"}, "csv_delimiter"),
+        ("files", {"path": "d", "csv_delimiter": ""}, "csv_delimiter"),
+        ("files", {"path": "d", "csv_delimiter": "\n"}, "csv_delimiter"),
+        ("files", {"path": "d", "csv_header": "perhaps"}, "csv_header"),
+        ("files", {"path": "d", "glob": "*.csv"}, "glob"),
     ],
 )
 def test_invalid_config_names_the_field(kind: str, config: dict[str, object], field: str) -> None:
@@ -64,6 +84,15 @@ def test_invalid_config_never_echoes_a_secret() -> None:
     assert SECRET not in repr(info.value)
     # Not even chained: the pydantic error holds the input values.
     assert info.value.__cause__ is None
+    assert info.value.__context__ is None
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "files"])
+def test_file_kinds_never_echo_a_secret_pasted_into_config(kind: str) -> None:
+    with pytest.raises(ConnectorError) as info:
+        connector_for(kind, {"path": "x", "password": SECRET}, {"password": SECRET})
+    assert "password" in str(info.value)
+    assert SECRET not in str(info.value)
     assert info.value.__context__ is None
 
 

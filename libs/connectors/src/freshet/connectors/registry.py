@@ -9,7 +9,9 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 
 from freshet.connectors.connector import Connector
+from freshet.connectors.duckdb import DuckdbConfig, DuckdbConnector
 from freshet.connectors.errors import ConnectorError, sanitise
+from freshet.connectors.files import FilesConfig, FilesConnector
 from freshet.connectors.postgres import PostgresConfig, PostgresConnector
 from freshet.connectors.sqlite import SqliteConfig, SqliteConnector
 
@@ -32,7 +34,24 @@ def _sqlite(
     return SqliteConnector(parsed, secrets, timeout_s=timeout_s)
 
 
-_FACTORIES: dict[str, _Factory] = {"postgres": _postgres, "sqlite": _sqlite}
+def _duckdb(
+    config: Mapping[str, object], secrets: Mapping[str, str], timeout_s: float
+) -> Connector:
+    parsed = _validate("duckdb", DuckdbConfig, config, secrets)
+    return DuckdbConnector(parsed, secrets, timeout_s=timeout_s)
+
+
+def _files(config: Mapping[str, object], secrets: Mapping[str, str], timeout_s: float) -> Connector:
+    parsed = _validate("files", FilesConfig, config, secrets)
+    return FilesConnector(parsed, secrets, timeout_s=timeout_s)
+
+
+_FACTORIES: dict[str, _Factory] = {
+    "postgres": _postgres,
+    "sqlite": _sqlite,
+    "duckdb": _duckdb,
+    "files": _files,
+}
 KINDS: tuple[str, ...] = tuple(_FACTORIES)
 
 
