@@ -7,6 +7,7 @@ from fastapi import FastAPI
 
 from freshet.gateway import errors, http_observability
 from freshet.gateway.auth import TokenStore
+from freshet.gateway.graphql import graphql_router
 from freshet.gateway.routes import collections, datasets, endpoints, runs
 from freshet.gateway.settings import GatewaySettings
 from freshet.kit.secrets import secret_box
@@ -40,4 +41,5 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     http_observability.install(app)
     for router in (endpoints.router, collections.router, runs.router, datasets.router):
         app.include_router(router)
+    app.include_router(graphql_router())
     return app
