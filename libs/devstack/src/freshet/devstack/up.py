@@ -248,6 +248,7 @@ def main() -> int:
             "\nFreshet is up.\n"
             f"  gateway        {stack.gateway_url}\n"
             f"  API docs       {stack.gateway_url}/docs\n"
+            f"  GraphQL        {stack.gateway_url}/graphql\n"
             f"  admin token    {token}\n"
             f"                 (also in {stack.data_dir / 'admin-token'})\n"
             f"  demo endpoint  {endpoint['name']} ({endpoint['id']})\n"
