@@ -148,8 +148,8 @@ def render(results: dict[str, Any]) -> str:
         )
         add(
             f"   requests per partition    {c['requests_per_partition']} (collections per "
-            f"partition {c['collections_per_partition']}; each partition runs its requests in "
-            "order)"
+            f"partition {c['collections_per_partition']}; each partition's requests are claimed in "
+            "order, runs then execute concurrently)"
         )
         add(f"   published in              {c['publish_s']:.2f} s")
         add(f"   total (first send -> last RunCompleted read)  {c['total_s']:.2f} s")
@@ -170,8 +170,8 @@ def render(results: dict[str, Any]) -> str:
             "(relay + broker)"
         )
         add(
-            "     (all requests are sent at once, so completed - requested is mostly queueing "
-            "behind earlier runs of the same partition)"
+            "     (all requests are sent at once, so completed - requested is mostly waiting "
+            "for the collector's one core; the handler claims a run and returns)"
         )
         if c.get("collector_handler_mean_ms") is not None:
             add(f"   collector handler mean    {c['collector_handler_mean_ms']:.1f} ms")
