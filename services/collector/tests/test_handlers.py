@@ -156,6 +156,15 @@ async def runner(deps: CollectorDeps) -> AsyncIterator[Runner]:
     await runner.stop()
 
 
+def second_collector(deps: CollectorDeps, source: FakeSource, tmp_path: Path) -> Runner:
+    """Another collector process on the same catalog and keys."""
+    return Runner(
+        make_deps(deps.db, {"/x.db": source}, tmp_path, "collector-b", deps.secrets),
+        max_concurrent=2,
+        check_interval_s=0.05,
+    )
+
+
 async def add_collection(
     deps: CollectorDeps,
     *,
@@ -316,11 +325,7 @@ async def test_a_request_redelivered_while_the_run_runs_elsewhere_does_nothing(
     run_id = await queue_run(deps, collection_id, endpoint_id)
     await request(runner, collection_id, run_id)
     await until(lambda: asyncio.sleep(0, result=source.calls == 1))
-    other = Runner(
-        make_deps(deps.db, {"/x.db": source}, tmp_path, "collector-b", deps.secrets),
-        max_concurrent=2,
-        check_interval_s=0.05,
-    )
+    other = second_collector(deps, source, tmp_path)
     try:
         await request(other, collection_id, run_id)
         assert not other.tasks, "a live lease is respected"
@@ -593,11 +598,7 @@ async def test_stopping_hands_running_runs_to_another_collector_at_once(
     assert isinstance(run["lease_expires_at"], datetime)
     assert run["lease_expires_at"] <= datetime.now(UTC), "lease released"
     source.hang = False
-    successor = Runner(
-        make_deps(deps.db, {"/x.db": source}, tmp_path, "collector-b", deps.secrets),
-        max_concurrent=2,
-        check_interval_s=0.05,
-    )
+    successor = second_collector(deps, source, tmp_path)
     try:
         assert await successor.sweep() == 1
         await successor.wait_idle()

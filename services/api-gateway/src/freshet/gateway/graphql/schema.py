@@ -7,7 +7,7 @@ for queries, writing for mutations (the service function commits it).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from functools import partial
 from typing import Annotated, Any, TypeVar
@@ -19,7 +19,7 @@ from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDept
 from strawberry.scalars import JSON
 from strawberry.types import ExecutionContext
 
-from freshet.catalog import RunStatus
+from freshet.catalog import CollectionRun, RunStatus
 from freshet.catalog.runs import RunFilter
 from freshet.contracts import RunFilters
 from freshet.gateway import errors
@@ -113,6 +113,17 @@ def _filters(value: object) -> RunFilters | None:
             details=[{"loc": ["input", "filters"], "msg": "must be an object"}],
         )
     return _model(RunFilters, value)
+
+
+async def _queue(
+    info: Info, trigger: Callable[..., Awaitable[CollectionRun]], target: uuid.UUID, filters: object
+) -> MetadataCollectionRun:
+    """The two triggers: same source, same filters, same answer."""
+    scope = _filters(filters)
+    info.context.forget()
+    async with info.context.write() as uow:
+        run = await trigger(uow, info.context.caller(), target, trigger_source="api", filters=scope)
+    return MetadataCollectionRun.of(run)
 
 
 @strawberry.type
@@ -284,14 +295,9 @@ class Mutation:
         collection_id: strawberry.ID,
         filters: Annotated[JSON | None, strawberry.argument(description=FILTERS_HELP)] = None,
     ) -> MetadataCollectionRun:
-        cid = _uuid(collection_id, "collectionId")
-        scope = _filters(filters)
-        info.context.forget()
-        async with info.context.write() as uow:
-            run = await collections.trigger_collection(
-                uow, info.context.caller(), cid, trigger_source="api", filters=scope
-            )
-        return MetadataCollectionRun.of(run)
+        return await _queue(
+            info, collections.trigger_collection, _uuid(collection_id, "collectionId"), filters
+        )
 
     @role_field(
         Role.operator,
@@ -304,14 +310,9 @@ class Mutation:
         endpoint_id: strawberry.ID,
         filters: Annotated[JSON | None, strawberry.argument(description=FILTERS_HELP)] = None,
     ) -> MetadataCollectionRun:
-        eid = _uuid(endpoint_id, "endpointId")
-        scope = _filters(filters)
-        info.context.forget()
-        async with info.context.write() as uow:
-            run = await collections.trigger_endpoint_collection(
-                uow, info.context.caller(), eid, trigger_source="api", filters=scope
-            )
-        return MetadataCollectionRun.of(run)
+        return await _queue(
+            info, collections.trigger_endpoint_collection, _uuid(endpoint_id, "endpointId"), filters
+        )
 
     @role_field(
         Role.operator,
