@@ -138,6 +138,13 @@ class CollectionRun(Timestamps, Base):
     lease_owner: Mapped[str | None] = mapped_column(String(200), default=None)
     lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
 
+    @property
+    def duration_ms(self) -> int | None:
+        """From start to final status; None until both happened."""
+        if self.started_at is None or self.completed_at is None:
+            return None
+        return int((self.completed_at - self.started_at).total_seconds() * 1000)
+
 
 class Dataset(Timestamps, Base):
     __tablename__ = "datasets"

@@ -170,13 +170,8 @@ class RunOut(BaseModel):
 
     @classmethod
     def of(cls, r: CollectionRun) -> RunOut:
-        duration = (
-            int((r.completed_at - r.started_at).total_seconds() * 1000)
-            if r.completed_at and r.started_at
-            else None
-        )
-        data = {k: getattr(r, k) for k in cls.model_fields if k not in ("duration_ms", "cursor")}
-        return cls(**data, duration_ms=duration, cursor=run_cursor(r))
+        data = {k: getattr(r, k) for k in cls.model_fields if k != "cursor"}
+        return cls(**data, cursor=run_cursor(r))
 
 
 class EdgeOut(BaseModel):

@@ -159,11 +159,6 @@ class MetadataCollectionRun:
 
     @classmethod
     def of(cls, r: CollectionRun) -> MetadataCollectionRun:
-        duration = (
-            int((r.completed_at - r.started_at).total_seconds() * 1000)
-            if r.completed_at and r.started_at
-            else None
-        )
         return cls(
             id=_id(r.id),
             collection_id=_id(r.collection_id) if r.collection_id else None,
@@ -180,7 +175,7 @@ class MetadataCollectionRun:
             created_at=r.created_at,
             updated_at=r.updated_at,
             trigger_source=r.trigger_source,
-            duration_ms=duration,
+            duration_ms=r.duration_ms,
             datasets_total=r.datasets_total,
             datasets_added=r.datasets_added,
             datasets_removed=r.datasets_removed,
