@@ -12,6 +12,7 @@ from freshet.catalog.runs import RunFilter
 from freshet.contracts import RunCompleted
 from freshet.gateway import errors
 from freshet.gateway.service_layer.caller import Caller
+from freshet.kit import metrics
 
 log = structlog.get_logger("freshet.gateway")
 
@@ -68,6 +69,7 @@ async def cancel(uow: UnitOfWork, caller: Caller, run: CollectionRun, *, reason:
             source=caller.source,
             correlation_id=caller.correlation_id,
         )
+    metrics.RUNS_FINISHED.labels(RunStatus.CANCELLED.value).inc()
     log.info("run cancelled", run_id=str(run.id), reason=reason)
     return True
 
