@@ -18,7 +18,7 @@ import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
 
-from freshet.catalog import Database, UnitOfWork
+from freshet.catalog import Database, RunStatus, UnitOfWork
 from freshet.gateway.auth import Principal, Role, TokenStore
 from freshet.gateway.settings import GatewaySettings
 from freshet.kit.tokens import hash_token, new_token, token_entry
@@ -29,9 +29,33 @@ CreateEndpoint = Callable[..., Awaitable[dict[str, Any]]]
 Trigger = Callable[[str], Awaitable[dict[str, Any]]]
 SyncDatasets = Callable[..., Awaitable[dict[str, str]]]
 Outbox = Callable[[], Awaitable[list[dict[str, Any]]]]
+MoveRun = Callable[..., Awaitable[None]]
 
 ROLES = ("viewer", "operator", "admin")
 OPERATIONS_PATHS = ("/health", "/ready", "/metrics")
+
+
+Body = Callable[[dict[str, str], "EndpointBody"], dict[str, Any] | None]
+
+
+def no_body(_ids: dict[str, str], _endpoint_body: EndpointBody) -> dict[str, Any] | None:
+    return None
+
+
+def new_endpoint(_ids: dict[str, str], endpoint_body: EndpointBody) -> dict[str, Any] | None:
+    return endpoint_body(f"ep-{uuid.uuid4().hex[:10]}")
+
+
+def unsaved_sqlite(_ids: dict[str, str], _endpoint_body: EndpointBody) -> dict[str, Any] | None:
+    return {"name": "draft", "kind": "sqlite", "config": {"path": "/nowhere/x.db"}}
+
+
+def collection_for_bare(ids: dict[str, str], _endpoint_body: EndpointBody) -> dict[str, Any]:
+    return {"endpoint_id": ids["bare_endpoint_id"]}
+
+
+def fixed(body: dict[str, Any]) -> Body:
+    return lambda _ids, _endpoint_body: body
 
 
 @dataclass(frozen=True)
@@ -40,10 +64,9 @@ class Route:
     template: str
     least_role: str
     ok_status: int = 200
-
-    @property
-    def sends_body(self) -> bool:
-        return self.method == "POST" and self.template == "/endpoints"
+    body: Body = no_body
+    # The route acts on an active run (cancel): the caller gets a freshly queued one.
+    needs_active_run: bool = False
 
     def __str__(self) -> str:
         return f"{self.method} {self.template}"
@@ -51,13 +74,23 @@ class Route:
 
 ROUTES = [
     Route("GET", "/endpoints", "viewer"),
-    Route("POST", "/endpoints", "admin", 201),
+    Route("POST", "/endpoints", "admin", 201, new_endpoint),
+    Route("POST", "/endpoints/test", "admin", 200, unsaved_sqlite),
     Route("GET", "/endpoints/{endpoint_id}", "viewer"),
+    Route("PATCH", "/endpoints/{endpoint_id}", "admin", 200, fixed({"labels": ["team:x"]})),
+    Route("DELETE", "/endpoints/{endpoint_id}", "admin", 204),
+    Route("POST", "/endpoints/{endpoint_id}/test", "operator"),
+    Route("POST", "/endpoints/{endpoint_id}/trigger", "operator", 202),
     Route("GET", "/collections", "viewer"),
+    Route("POST", "/collections", "admin", 201, collection_for_bare),
     Route("GET", "/collections/{collection_id}", "viewer"),
+    Route("PATCH", "/collections/{collection_id}", "admin", 200, fixed({"is_enabled": True})),
+    Route("DELETE", "/collections/{collection_id}", "admin", 204),
     Route("POST", "/collections/{collection_id}/trigger", "operator", 202),
     Route("GET", "/collections/{collection_id}/runs", "viewer"),
+    Route("GET", "/runs", "viewer"),
     Route("GET", "/runs/{run_id}", "viewer"),
+    Route("POST", "/runs/{run_id}/cancel", "operator", needs_active_run=True),
     Route("GET", "/datasets", "viewer"),
     Route("GET", "/datasets/{dataset_id}", "viewer"),
 ]
@@ -66,9 +99,8 @@ ROUTE_PARAMS = [pytest.param(route, id=str(route)) for route in ROUTES]
 
 def random_ids() -> dict[str, str]:
     """Ids that exist nowhere: authentication must come before any lookup."""
-    return {
-        name: str(uuid.uuid4()) for name in ("endpoint_id", "collection_id", "run_id", "dataset_id")
-    }
+    names = ("endpoint_id", "bare_endpoint_id", "collection_id", "run_id", "dataset_id")
+    return {name: str(uuid.uuid4()) for name in names}
 
 
 async def call(
@@ -78,7 +110,7 @@ async def call(
     headers: dict[str, str],
     endpoint_body: EndpointBody,
 ) -> httpx.Response:
-    body = endpoint_body(f"ep-{uuid.uuid4().hex[:10]}") if route.sends_body else None
+    body = route.body(ids, endpoint_body)
     return await client.request(
         route.method, route.template.format(**ids), json=body, headers=headers
     )
@@ -86,14 +118,27 @@ async def call(
 
 @pytest.fixture
 async def seeded(
-    create_endpoint: CreateEndpoint, trigger: Trigger, sync_datasets: SyncDatasets
+    create_endpoint: CreateEndpoint,
+    trigger: Trigger,
+    sync_datasets: SyncDatasets,
+    move_run: MoveRun,
+    catalog: Database,
 ) -> dict[str, str]:
-    """An endpoint with its collection, one queued run and two datasets: every id exists."""
+    """Every id exists: an endpoint with its collection, a finished run (so the collection
+    takes a trigger) and two datasets, and a bare endpoint whose collection was deleted."""
     endpoint = await create_endpoint("seeded-db")
     run = await trigger(endpoint["collection_id"])
+    await move_run(run["id"], RunStatus.RUNNING, RunStatus.SUCCEEDED)
     datasets = await sync_datasets(endpoint["id"])
+    bare = await create_endpoint("bare-db")
+    async with UnitOfWork(catalog) as uow:
+        collection = await uow.collections.get(uuid.UUID(bare["collection_id"]))
+        assert collection is not None
+        await uow.collections.delete(collection)
+        await uow.commit()
     return {
         "endpoint_id": endpoint["id"],
+        "bare_endpoint_id": bare["id"],
         "collection_id": endpoint["collection_id"],
         "run_id": run["id"],
         "dataset_id": datasets["orders"],
@@ -148,10 +193,14 @@ async def test_a_role_may_call_a_route_only_at_or_above_the_least_role_it_needs(
     auth: Auth,
     endpoint_body: EndpointBody,
     seeded: dict[str, str],
+    trigger: Trigger,
     route: Route,
     role: str,
 ) -> None:
-    response = await call(client, route, seeded, auth(role), endpoint_body)
+    ids = dict(seeded)
+    if route.needs_active_run:
+        ids["run_id"] = (await trigger(seeded["collection_id"]))["id"]
+    response = await call(client, route, ids, auth(role), endpoint_body)
 
     if Role[role] >= Role[route.least_role]:
         assert response.status_code == route.ok_status, response.text

@@ -66,7 +66,7 @@ async def test_an_unknown_collection_is_404(client: httpx.AsyncClient, auth: Aut
 # Triggering a collection.
 
 
-async def test_a_trigger_queues_a_manual_run_and_answers_202(
+async def test_a_trigger_queues_an_api_run_and_answers_202(
     client: httpx.AsyncClient, auth: Auth, create_endpoint: CreateEndpoint
 ) -> None:
     endpoint = await create_endpoint()
@@ -78,7 +78,7 @@ async def test_a_trigger_queues_a_manual_run_and_answers_202(
     assert response.status_code == 202, response.text
     run = response.json()
     assert run["status"] == "QUEUED"
-    assert run["trigger_source"] == "manual"
+    assert run["trigger_source"] == "api"
     assert run["requested_by"] == "otto-operator"
     assert run["collection_id"] == endpoint["collection_id"]
     assert run["endpoint_id"] == endpoint["id"]
@@ -112,7 +112,7 @@ async def test_a_trigger_writes_one_collection_requested_event_keyed_by_the_coll
     assert event["value"]["run_id"] == run["id"]
     assert event["value"]["collection_id"] == collection_id
     assert event["value"]["endpoint_id"] == run["endpoint_id"]
-    assert event["value"]["trigger_source"] == "manual"
+    assert event["value"]["trigger_source"] == "api"
     assert event["value"]["requested_by"] == "otto-operator"
     assert event["headers"]["ce_correlationid"] == "nightly-check-42"
     assert event["headers"]["ce_type"] == "freshet.collection.requested.v1"
@@ -189,15 +189,23 @@ async def test_a_collection_with_a_running_run_cannot_be_triggered(
     assert await outbox() == before
 
 
-async def test_a_collection_with_only_a_queued_run_can_be_triggered_again(
-    client: httpx.AsyncClient, auth: Auth, collection_id: str, trigger: Trigger
+async def test_a_collection_with_a_queued_run_cannot_be_triggered_again(
+    client: httpx.AsyncClient,
+    auth: Auth,
+    collection_id: str,
+    trigger: Trigger,
+    catalog: Database,
+    outbox: Outbox,
 ) -> None:
     first = await trigger(collection_id)
+    before = await outbox()
 
     response = await client.post(f"/collections/{collection_id}/trigger", headers=auth("operator"))
 
-    assert response.status_code == 202
-    assert response.json()["id"] != first["id"]
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "E_COLLECTION_IN_PROGRESS"
+    assert await run_ids(catalog) == [first["id"]]
+    assert await outbox() == before
 
 
 async def test_a_collection_whose_run_finished_can_be_triggered_again(
