@@ -7,6 +7,7 @@ from fastapi import FastAPI
 
 from freshet.gateway import errors, http_observability
 from freshet.gateway.auth import TokenStore
+from freshet.gateway.body_limit import BodyLimit
 from freshet.gateway.graphql import graphql_router
 from freshet.gateway.routes import collections, datasets, endpoints, runs
 from freshet.gateway.settings import GatewaySettings
@@ -38,6 +39,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     runtime.on_start(warn_without_tokens)
     app.state.secret_box = secret_box(settings)
     errors.install(app)
+    # Inside the observability middleware, so refusals are counted and carry a correlation id.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     http_observability.install(app)
     for router in (endpoints.router, collections.router, runs.router, datasets.router):
         app.include_router(router)

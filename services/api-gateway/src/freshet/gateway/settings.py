@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from freshet.kit.settings import Settings
@@ -17,3 +17,5 @@ class GatewaySettings(Settings):
     # entry per line. Clear-text tokens are never configured, stored or logged.
     api_tokens: SecretStr | None = None
     api_tokens_file: Path | None = None
+    # Larger request bodies are refused with 413 before anything parses them.
+    max_request_bytes: int = Field(default=1024 * 1024, ge=1024)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
 
 import structlog
 
@@ -24,9 +26,17 @@ async def get_run(uow: UnitOfWork, run_id: uuid.UUID) -> CollectionRun:
     return run
 
 
+def _utc(value: datetime | None) -> datetime | None:
+    """A time without an offset is read as UTC, the catalog's zone."""
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
 async def list_runs(
     uow: UnitOfWork, where: RunFilter, *, first: int = 50, after: str | None = None
 ) -> list[CollectionRun]:
+    where = replace(
+        where, requested_from=_utc(where.requested_from), requested_to=_utc(where.requested_to)
+    )
     if (
         where.requested_from is not None
         and where.requested_to is not None
