@@ -62,9 +62,7 @@ async def test_rotation_re_encrypts_every_endpoint_so_the_old_key_can_go(
             for i, endpoint_id in enumerate(ids):
                 stored = await uow.endpoints.get(endpoint_id)
                 assert stored is not None
-                assert SecretBox([new]).decrypt(stored.secret_ciphertext) == {
-                    "password": f"pw-{i}"
-                }
+                assert SecretBox([new]).decrypt(stored.secret_ciphertext) == {"password": f"pw-{i}"}
                 with pytest.raises(SecretError):
                     SecretBox([old]).decrypt(stored.secret_ciphertext)
     finally:
