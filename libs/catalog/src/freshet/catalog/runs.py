@@ -128,8 +128,6 @@ class RunRepository:
     async def transition(self, run_id: uuid.UUID, to: RunStatus, **fields: Any) -> bool:
         """Move a run to `to` if its current status allows it; False if it did not move.
 
-        A move to RUNNING that would make a second RUNNING run of the collection is refused by
-        the database's unique index and reported as False, without spoiling the transaction.
         Leaving RUNNING drops the lease.
         """
         allowed = [s.value for s in ALLOWED_FROM[to]]
@@ -146,11 +144,10 @@ class RunRepository:
             .values(**values)
             .execution_options(synchronize_session=False)
         )
-        try:
-            async with self.session.begin_nested():
-                result = await self.session.execute(stmt)
-        except IntegrityError:
-            return False
+        # No savepoint: a transition can never add an active run (QUEUED -> RUNNING keeps the
+        # one the collection has; every other move leaves the active set), so the one-active
+        # index cannot refuse it. Only inserts (`enqueue`) need one.
+        result = await self.session.execute(stmt)
         moved = bool(result.rowcount == 1)  # type: ignore[attr-defined]
         if moved:
             await self._refresh(run_id)
