@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
@@ -107,3 +108,12 @@ def system(
         if catalog:
             drop_postgres_database(postgres_server_url, catalog)
         drop_postgres_database(postgres_server_url, source)
+
+
+@pytest.fixture
+async def http(system: System) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the system's gateway, authenticated as its development admin."""
+    async with httpx.AsyncClient(
+        base_url=system.gateway, headers=system.headers, timeout=30
+    ) as client:
+        yield client

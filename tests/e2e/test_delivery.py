@@ -2,41 +2,19 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from freshet.contracts import CollectionRequested, RunCompleted, decode, encode
-from freshet.devstack.testing import eventually
+from freshet.devstack.testing import eventually, read_topics
 from tests.e2e.conftest import System
 
 # One worker runs every e2e test, so each catalog kind starts its system once.
 pytestmark = [pytest.mark.e2e, pytest.mark.broker, pytest.mark.xdist_group("e2e")]
-
-
-async def read_topic(bootstrap: str, topic: str, timeout: float = 5.0) -> list[Any]:
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=f"t-{uuid.uuid4().hex[:6]}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        fetch_max_wait_ms=10,
-    )
-    await consumer.start()
-    records: list[Any] = []
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for batch in (await consumer.getmany(timeout_ms=200)).values():
-                records.extend(batch)
-    finally:
-        await consumer.stop()
-    return records
 
 
 async def new_endpoint(http: httpx.AsyncClient, system: System, name: str) -> dict[str, Any]:
@@ -86,7 +64,7 @@ async def test_a_request_delivered_three_times_makes_one_run_and_one_set_of_data
     assert len(datasets) == 5
     completed = [
         event
-        for r in await read_topic(bootstrap, "freshet.run.completed")
+        for r in await read_topics(bootstrap, "freshet.run.completed")
         if isinstance(event := decode(r.value, r.headers).data, RunCompleted)
         and event.run_id == run_id
     ]
@@ -127,7 +105,7 @@ async def test_a_malformed_message_is_dead_lettered_and_the_next_one_still_runs(
             return response.status_code == 200 and response.json()["status"] == "SUCCEEDED"
 
         await eventually(done, timeout=60)
-    dead = await read_topic(bootstrap, "freshet.collection.requested.dlq")
+    dead = await read_topics(bootstrap, "freshet.collection.requested.dlq")
     mine = [r for r in dead if dict(r.headers).get("ce_id") == marker.encode()]
     assert len(mine) == 1
     headers = {k: v.decode() for k, v in mine[0].headers}

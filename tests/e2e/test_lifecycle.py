@@ -25,14 +25,6 @@ FINAL = ("SUCCEEDED", "FAILED", "SKIPPED", "CANCELLED")
 
 
 @pytest.fixture
-async def http(system: System) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        base_url=system.gateway, headers=system.headers, timeout=30
-    ) as client:
-        yield client
-
-
-@pytest.fixture
 async def silent_port() -> AsyncIterator[int]:
     """A TCP server that accepts connections and never answers."""
     held: list[asyncio.StreamWriter] = []

@@ -6,18 +6,15 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import time
 import urllib.parse
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from freshet.contracts import all_topic_names
-from freshet.devstack.testing import eventually
+from freshet.devstack.testing import eventually, read_topics
 from tests.e2e.conftest import System
 
 pytestmark = [pytest.mark.e2e, pytest.mark.broker, pytest.mark.xdist_group("e2e")]
@@ -45,34 +42,12 @@ def leaks(text: str) -> list[str]:
 
 
 async def read_everything(bootstrap: str) -> list[bytes]:
-    consumer = AIOKafkaConsumer(
-        *all_topic_names(),
-        bootstrap_servers=bootstrap,
-        group_id=f"leak-{uuid.uuid4().hex[:6]}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        fetch_max_wait_ms=10,
-    )
-    await consumer.start()
+    """Values and header values of every record on every topic, dead letters included."""
     seen: list[bytes] = []
-    try:
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            for batch in (await consumer.getmany(timeout_ms=200)).values():
-                for record in batch:
-                    seen.append(record.value or b"")
-                    seen.extend(value for _, value in record.headers or ())
-    finally:
-        await consumer.stop()
+    for record in await read_topics(bootstrap, *all_topic_names()):
+        seen.append(record.value or b"")
+        seen.extend(value for _, value in record.headers or ())
     return seen
-
-
-@pytest.fixture
-async def http(system: System) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        base_url=system.gateway, headers=system.headers, timeout=30
-    ) as client:
-        yield client
 
 
 async def test_the_sentinel_password_appears_nowhere(

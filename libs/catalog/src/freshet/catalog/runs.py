@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from freshet.catalog.clock import utcnow
 from freshet.catalog.cursors import decode_cursor, encode_cursor
@@ -48,6 +49,10 @@ class RunFilter:
     statuses: Iterable[RunStatus] | None = None
     requested_from: datetime | None = None
     requested_to: datetime | None = None
+
+
+def _lapsed(now: datetime) -> ColumnElement[bool]:
+    return or_(CollectionRun.lease_expires_at.is_(None), CollectionRun.lease_expires_at < now)
 
 
 def run_cursor(run: CollectionRun) -> str:
@@ -138,20 +143,25 @@ class RunRepository:
             values.setdefault("completed_at", utcnow())
             values.setdefault("lease_owner", None)
             values.setdefault("lease_expires_at", None)
-        stmt = (
-            update(CollectionRun)
-            .where(CollectionRun.id == run_id, CollectionRun.status.in_(allowed))
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
         # No savepoint: a transition can never add an active run (QUEUED -> RUNNING keeps the
         # one the collection has; every other move leaves the active set), so the one-active
         # index cannot refuse it. Only inserts (`enqueue`) need one.
-        result = await self.session.execute(stmt)
-        moved = bool(result.rowcount == 1)  # type: ignore[attr-defined]
+        moved = await self._update(run_id, [CollectionRun.status.in_(allowed)], values)
         if moved:
             await self._refresh(run_id)
         return moved
+
+    async def _update(
+        self, run_id: uuid.UUID, conditions: list[ColumnElement[bool]], values: dict[str, Any]
+    ) -> bool:
+        """A compare-and-set on one run: True when the conditions held and it changed."""
+        result = await self.session.execute(
+            update(CollectionRun)
+            .where(CollectionRun.id == run_id, *conditions)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
     async def renew_lease(self, run_id: uuid.UUID, owner: str, ttl: timedelta) -> bool:
         """Extend the lease of a RUNNING run held by `owner`.
@@ -159,18 +169,11 @@ class RunRepository:
         False when the run is no longer RUNNING (cancelled, deleted) or another collector took
         it over: the caller must stop working on it.
         """
-        stmt = (
-            update(CollectionRun)
-            .where(
-                CollectionRun.id == run_id,
-                CollectionRun.status == RunStatus.RUNNING.value,
-                CollectionRun.lease_owner == owner,
-            )
-            .values(lease_expires_at=utcnow() + ttl)
-            .execution_options(synchronize_session=False)
+        return await self._update(
+            run_id,
+            [CollectionRun.status == RunStatus.RUNNING.value, CollectionRun.lease_owner == owner],
+            {"lease_expires_at": utcnow() + ttl},
         )
-        result = await self.session.execute(stmt)
-        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
     async def release_lease(self, run_id: uuid.UUID, owner: str) -> None:
         """Let the lease lapse now, so another collector takes the run over at once."""
@@ -184,22 +187,14 @@ class RunRepository:
     async def take_over(self, run_id: uuid.UUID, owner: str, ttl: timedelta) -> bool:
         """Claim a RUNNING run whose lease expired (or that never had one)."""
         now = utcnow()
-        stmt = (
-            update(CollectionRun)
-            .where(
-                CollectionRun.id == run_id,
+        moved = await self._update(
+            run_id,
+            [
                 CollectionRun.status == RunStatus.RUNNING.value,
-                or_(
-                    CollectionRun.lease_expires_at.is_(None),
-                    CollectionRun.lease_expires_at < now,
-                    CollectionRun.lease_owner == owner,
-                ),
-            )
-            .values(lease_owner=owner, lease_expires_at=now + ttl)
-            .execution_options(synchronize_session=False)
+                or_(_lapsed(now), CollectionRun.lease_owner == owner),
+            ],
+            {"lease_owner": owner, "lease_expires_at": now + ttl},
         )
-        result = await self.session.execute(stmt)
-        moved = bool(result.rowcount == 1)  # type: ignore[attr-defined]
         if moved:
             await self._refresh(run_id)
         return moved
@@ -211,7 +206,7 @@ class RunRepository:
             select(CollectionRun.id)
             .where(
                 CollectionRun.status == RunStatus.RUNNING.value,
-                or_(CollectionRun.lease_expires_at.is_(None), CollectionRun.lease_expires_at < now),
+                _lapsed(now),
             )
             .order_by(CollectionRun.started_at)
             .limit(limit)

@@ -12,6 +12,7 @@ import asyncio
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer
 from sqlalchemy.engine import make_url
 
 from freshet.catalog import Database
@@ -162,6 +164,28 @@ async def sqlite_catalog(new_database: DatabaseFactory) -> AsyncIterator[Databas
     database = Database(await new_database("sqlite"))
     yield database
     await database.dispose()
+
+
+async def read_topics(bootstrap: str, *topics: str, timeout: float = 5.0) -> list[Any]:
+    """Every record of the topics from the beginning, read for `timeout` seconds."""
+    consumer = AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=bootstrap,
+        group_id=f"t-{uuid.uuid4().hex[:6]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=10,
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for batch in (await consumer.getmany(timeout_ms=200)).values():
+                records.extend(batch)
+    finally:
+        await consumer.stop()
+    return records
 
 
 def envelope_of(

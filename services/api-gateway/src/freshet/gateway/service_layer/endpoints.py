@@ -66,10 +66,7 @@ def validate_endpoint(
             )
 
 
-async def register_endpoint(
-    uow: UnitOfWork, caller: Caller, data: EndpointCreate
-) -> tuple[Endpoint, Collection]:
-    """Register an endpoint with its (manual-only) collection; one per endpoint."""
+def validate_new_endpoint(caller: Caller, data: EndpointCreate) -> None:
     validate_endpoint(
         caller,
         kind=data.kind,
@@ -77,6 +74,13 @@ async def register_endpoint(
         secrets=data.secrets,
         ingest_command=data.ingest_command,
     )
+
+
+async def register_endpoint(
+    uow: UnitOfWork, caller: Caller, data: EndpointCreate
+) -> tuple[Endpoint, Collection]:
+    """Register an endpoint with its (manual-only) collection; one per endpoint."""
+    validate_new_endpoint(caller, data)
     if await uow.endpoints.get_by_name(data.name) is not None:
         raise errors.EndpointNameTaken(f"an endpoint named {data.name!r} exists")
     try:
@@ -200,11 +204,5 @@ async def test_endpoint(
 
 async def test_new_endpoint(caller: Caller, data: EndpointCreate) -> ConnectionTestOut:
     """Test settings before they are saved (the UI's "Test connection")."""
-    validate_endpoint(
-        caller,
-        kind=data.kind,
-        config=data.config,
-        secrets=data.secrets,
-        ingest_command=data.ingest_command,
-    )
+    validate_new_endpoint(caller, data)
     return await test_connection(caller, data.kind, data.config, data.secrets)
