@@ -86,7 +86,8 @@ def system(
         kafka_port=free_port(),
         database_url=catalog,
         ports={name: free_port() for name in SERVICES},
-        extra_env={"FRESHET_LOG_LEVEL": "DEBUG"},
+        # Seconds-level schedules, so tests can watch real fires (6-field cron).
+        extra_env={"FRESHET_LOG_LEVEL": "DEBUG", "FRESHET_MIN_SCHEDULE_INTERVAL_S": "2"},
     )
     try:
         token, demo = stack.start()

@@ -331,3 +331,47 @@ async def test_an_external_ingestion_command_feeds_the_catalog(
         ("lake", "events"),
         ("lake", "sessions"),
     ]
+
+
+async def test_ac2_a_schedule_fires_real_runs_and_shows_its_next_and_last_fire(
+    http: httpx.AsyncClient, system: System
+) -> None:
+    endpoint = await sqlite_endpoint(http, system)
+    collection_id = endpoint["collection_id"]
+    # Seconds first (6 fields): every 3 s. Allowed here because the test system lowers
+    # FRESHET_MIN_SCHEDULE_INTERVAL_S.
+    response = await http.patch(
+        f"/collections/{collection_id}", json={"schedule_cron": "*/3 * * * * *"}
+    )
+    assert response.status_code == 200, response.text
+
+    async def two_scheduled_runs() -> list[dict[str, Any]] | None:
+        runs = [
+            r
+            for r in await runs_of(http, collection_id=collection_id)
+            if r["trigger_source"] == "schedule" and r["status"] in FINAL
+        ]
+        return runs if len(runs) >= 2 else None
+
+    runs = await eventually(two_scheduled_runs, timeout=30)
+    assert {r["status"] for r in runs} <= {"SUCCEEDED", "SKIPPED"}
+    assert all(r["requested_by"] == f"collection::{collection_id}" for r in runs)
+    shown = (await http.get(f"/collections/{collection_id}")).json()
+    assert shown["next_fire_at"] is not None
+    assert shown["last_run_id"] in {
+        r["id"] for r in await runs_of(http, collection_id=collection_id)
+    }
+    listed = {s["id"]: s for s in (await http.get("/schedules")).json()}
+    assert listed[f"collection::{collection_id}"]["paused"] is False
+
+    # Disabling pauses the schedule: no fires after the scheduler saw the change.
+    await http.patch(f"/collections/{collection_id}", json={"is_enabled": False})
+
+    async def paused() -> bool:
+        schedules = {s["id"]: s for s in (await http.get("/schedules")).json()}
+        return bool(schedules[f"collection::{collection_id}"]["paused"])
+
+    await eventually(paused, timeout=10)
+    count = len(await runs_of(http, collection_id=collection_id))
+    await asyncio.sleep(4)  # longer than one period: a paused schedule must not fire
+    assert len(await runs_of(http, collection_id=collection_id)) == count

@@ -70,3 +70,12 @@ def test_next_fire_is_computed_in_the_schedule_zone() -> None:
     after = datetime(2026, 6, 1, 0, 0, tzinfo=UTC)
     fire = next_fire("30 9 * * *", "Asia/Kolkata", after)
     assert fire.astimezone(UTC) == datetime(2026, 6, 1, 4, 0, tzinfo=UTC)
+
+
+def test_six_fields_put_seconds_first_and_meet_the_same_minimum() -> None:
+    validate_schedule("0 3 * * * *", "UTC", min_interval=FIVE_MIN)  # hourly at :03:00
+    with pytest.raises(ScheduleError):
+        validate_schedule("*/20 * * * * *", "UTC", min_interval=FIVE_MIN)
+    validate_schedule("*/20 * * * * *", "UTC", min_interval=timedelta(seconds=5))
+    after = datetime(2026, 6, 1, 0, 0, tzinfo=UTC)
+    assert next_fire("*/20 * * * * *", "UTC", after) == after + timedelta(seconds=20)

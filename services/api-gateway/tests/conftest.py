@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -243,5 +244,91 @@ def outbox(catalog: Database) -> Outbox:
             }
             for row in rows
         ]
+
+    return read
+
+
+# Helpers for the lifecycle specs (endpoints, collections, triggers, runs, hostile input).
+
+ExpectError = Callable[..., dict[str, Any]]
+BareEndpoint = Callable[..., Awaitable[dict[str, Any]]]
+InsertRuns = Callable[..., Awaitable[list[str]]]
+OutboxEvents = Callable[[str], Awaitable[list[dict[str, Any]]]]
+
+
+def check_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The stable error body: exactly {"error": {"code", "message", "details"?}}, details as
+    `loc`/`msg` pairs, and never the password any endpoint was made with."""
+    assert response.status_code == status, response.text
+    assert PASSWORD not in response.text
+    body = response.json()
+    assert set(body) == {"error"}, body
+    error: dict[str, Any] = body["error"]
+    assert set(error) <= {"code", "message", "details"}, error
+    assert error["code"] == code, error
+    assert isinstance(error["message"], str)
+    assert error["message"]
+    for detail in error.get("details", []):
+        assert set(detail) == {"loc", "msg"}, detail
+        assert isinstance(detail["loc"], list)
+        assert detail["msg"]
+    return error
+
+
+@pytest.fixture
+def expect_error() -> ExpectError:
+    """`expect_error(response, status, code)`: assert the stable error body; returns `error`."""
+    return check_error
+
+
+@pytest.fixture
+def bare_endpoint(create_endpoint: CreateEndpoint, catalog: Database) -> BareEndpoint:
+    """Register an endpoint, then remove its collection straight from the catalog (no API
+    call, no event): an endpoint that has no collection, as after an admin deleted it."""
+
+    async def make(name: str | None = None, **overrides: Any) -> dict[str, Any]:
+        endpoint = await create_endpoint(name or f"bare-{uuid.uuid4().hex[:8]}", **overrides)
+        async with UnitOfWork(catalog) as uow:
+            collection = await uow.collections.get(uuid.UUID(endpoint["collection_id"]))
+            assert collection is not None
+            await uow.collections.delete(collection)
+            await uow.commit()
+        return {**endpoint, "collection_id": None}
+
+    return make
+
+
+@pytest.fixture
+def insert_runs(catalog: Database) -> InsertRuns:
+    """Insert finished runs of an endpoint's collection as history, one per `(requested_at,
+    status)`; returns their ids in the order given."""
+
+    async def insert(
+        endpoint: dict[str, Any], *runs: tuple[datetime, RunStatus], source: str = "schedule"
+    ) -> list[str]:
+        collection_id = endpoint["collection_id"]
+        ids = []
+        async with UnitOfWork(catalog) as uow:
+            for requested_at, status in runs:
+                run = await uow.runs.add(
+                    collection_id=uuid.UUID(collection_id) if collection_id else None,
+                    endpoint_id=uuid.UUID(endpoint["id"]),
+                    trigger_source=source,
+                    requested_at=requested_at,
+                    status=status,
+                )
+                ids.append(str(run.id))
+            await uow.commit()
+        return ids
+
+    return insert
+
+
+@pytest.fixture
+def outbox_events(outbox: Outbox) -> OutboxEvents:
+    """The values of the pending outbox events of one type (e.g. "freshet.run.completed.v1")."""
+
+    async def read(event_type: str) -> list[dict[str, Any]]:
+        return [row["value"] for row in await outbox() if row["event_type"] == event_type]
 
     return read

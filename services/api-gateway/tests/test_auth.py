@@ -91,6 +91,7 @@ ROUTES = [
     Route("GET", "/runs", "viewer"),
     Route("GET", "/runs/{run_id}", "viewer"),
     Route("POST", "/runs/{run_id}/cancel", "operator", needs_active_run=True),
+    Route("GET", "/schedules", "viewer"),
     Route("GET", "/datasets", "viewer"),
     Route("GET", "/datasets/{dataset_id}", "viewer"),
 ]

@@ -435,7 +435,7 @@ async def test_create_collection_for_an_unknown_endpoint(gql: Gql) -> None:
         ({"scheduleCron": "* * * * *"}, "scheduleCron"),
         ({"scheduleCron": "*/2 * * * *"}, "scheduleCron"),
         ({"scheduleCron": "not a cron"}, "scheduleCron"),
-        ({"scheduleCron": "0 3 * * * *"}, "scheduleCron"),
+        ({"scheduleCron": "0 0 3 * * * *"}, "scheduleCron"),
         (
             {"scheduleCron": "0 3 * * *", "scheduleTimezone": "Mars/Olympus_Mons"},
             "scheduleTimezone",

@@ -1,41 +1,43 @@
-"""The scheduler follows collection changes once each (firing schedules is issue 4)."""
+"""The scheduler follows collection changes from the catalog's truth, not the event's copy."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
 
-from prometheus_client import REGISTRY
-
-from freshet.catalog import Database
+from freshet.catalog import Database, UnitOfWork
 from freshet.contracts import CollectionChanged
 from freshet.devstack.testing import envelope_of
 from freshet.scheduler.handlers import handle_collection_changed
 
 
-def changes(kind: str) -> float:
-    value = REGISTRY.get_sample_value(
-        "freshet_scheduler_collection_changes_total", {"change": kind}
+async def test_a_change_for_an_unknown_collection_makes_no_schedule(
+    sqlite_catalog: Database,
+) -> None:
+    woken: list[bool] = []
+    event = CollectionChanged(
+        collection_id=uuid.uuid4(),
+        endpoint_id=uuid.uuid4(),
+        schedule_cron="*/10 * * * *",
+        changed_at=datetime.now(UTC),
     )
-    return value or 0.0
+    await handle_collection_changed(envelope_of(event), sqlite_catalog, lambda: woken.append(True))
+    async with UnitOfWork(sqlite_catalog, read_only=True) as uow:
+        assert await uow.schedules.all() == []
+    assert woken == [True], "the ticker is woken to look again"
 
 
-async def test_each_change_is_followed_once(sqlite_catalog: Database) -> None:
-    before = {k: changes(k) for k in ("scheduled", "manual", "deleted")}
-
-    def changed(**fields: object) -> CollectionChanged:
-        return CollectionChanged(
-            collection_id=uuid.uuid4(),
-            endpoint_id=uuid.uuid4(),
-            changed_at=datetime.now(UTC),
-            **fields,
-        )
-
-    scheduled = envelope_of(changed(schedule_cron="*/10 * * * *"))
-    for env in (scheduled, scheduled, envelope_of(changed()), envelope_of(changed(deleted=True))):
-        await handle_collection_changed(env, sqlite_catalog)
-    assert {k: changes(k) - before[k] for k in before} == {
-        "scheduled": 1,
-        "manual": 1,
-        "deleted": 1,
-    }
+async def test_a_stale_event_cannot_undo_a_newer_change(sqlite_catalog: Database) -> None:
+    async with UnitOfWork(sqlite_catalog) as uow:
+        endpoint = await uow.endpoints.add(name="ep", kind="sqlite", config={"path": "/x.db"})
+        collection = await uow.collections.add(endpoint_id=endpoint.id, schedule_cron="0 * * * *")
+        await uow.commit()
+    # An old event said "manual only"; the row says hourly: the row wins.
+    stale = CollectionChanged(
+        collection_id=collection.id, endpoint_id=endpoint.id, changed_at=datetime.now(UTC)
+    )
+    await handle_collection_changed(envelope_of(stale), sqlite_catalog)
+    async with UnitOfWork(sqlite_catalog, read_only=True) as uow:
+        schedule = await uow.schedules.for_collection(collection.id)
+    assert schedule is not None
+    assert schedule.cron == "0 * * * *"

@@ -19,7 +19,7 @@ from sqlalchemy import (
     Uuid,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from freshet.catalog.clock import utcnow
 from freshet.catalog.types import BigIntId, JsonType, UTCDateTime
@@ -96,6 +96,33 @@ class Collection(Timestamps, Base):
     schedule_timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     is_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     schedule_id: Mapped[str | None] = mapped_column(String(120), default=None)
+    # The scheduler's row (next and last fire), loaded with the collection; None until the
+    # scheduler has seen a cron.
+    schedule: Mapped[Schedule | None] = relationship(
+        "Schedule", lazy="selectin", viewonly=True, uselist=False
+    )
+
+
+class Schedule(Timestamps, Base):
+    """A timed event the scheduler fires. Kind "collection": id `collection::<collectionId>`,
+    one per collection with a cron, kept in step with the collection by the scheduler."""
+
+    __tablename__ = "schedules"
+    __table_args__ = (Index("ix_schedules_paused_next_fire_at", "paused", "next_fire_at"),)
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40), default="collection")
+    collection_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("collections.id", ondelete="CASCADE"), default=None, unique=True
+    )
+    cron: Mapped[str] = mapped_column(String(120))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The nominal time of the next fire, UTC. Never before the last change of cron or zone.
+    next_fire_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_fire_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
+    missed_ticks: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class CollectionRun(Timestamps, Base):

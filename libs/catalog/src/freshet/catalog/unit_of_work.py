@@ -25,6 +25,7 @@ from freshet.catalog.inbox import InboxRepository
 from freshet.catalog.leases import LeaseRepository
 from freshet.catalog.outbox import OutboxRepository
 from freshet.catalog.runs import RunRepository
+from freshet.catalog.schedules import ScheduleRepository
 
 
 class UnitOfWork:
@@ -36,6 +37,7 @@ class UnitOfWork:
     outbox: OutboxRepository
     inbox: InboxRepository
     leases: LeaseRepository
+    schedules: ScheduleRepository
 
     def __init__(self, db: Database, *, read_only: bool = False) -> None:
         self.db = db
@@ -50,6 +52,7 @@ class UnitOfWork:
         self.outbox = OutboxRepository(self.session)
         self.inbox = InboxRepository(self.session)
         self.leases = LeaseRepository(self.session)
+        self.schedules = ScheduleRepository(self.session)
         return self
 
     async def __aexit__(

@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     # How often a collector checks that its runs were not cancelled (and renews due leases).
     run_check_interval_s: float = Field(default=1.0, gt=0)
     max_concurrent_runs: int = Field(default=16, ge=1)
+    # Ticks found later than this after downtime are counted as missed, not fired.
+    schedule_catch_up_s: float = Field(default=60.0, ge=0)
     # External ingestion commands run programs on collector hosts; an admin API token must not
     # be enough for that in production unless an operator opts in.
     allow_ingest_commands: bool | None = None

@@ -9,7 +9,7 @@ from freshet.gateway import errors, http_observability
 from freshet.gateway.auth import TokenStore
 from freshet.gateway.body_limit import BodyLimit
 from freshet.gateway.graphql import graphql_router
-from freshet.gateway.routes import collections, datasets, endpoints, runs
+from freshet.gateway.routes import collections, datasets, endpoints, runs, schedules
 from freshet.gateway.settings import GatewaySettings
 from freshet.kit.secrets import secret_box
 from freshet.kit.service import ServiceRuntime
@@ -42,7 +42,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     # Inside the observability middleware, so refusals are counted and carry a correlation id.
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     http_observability.install(app)
-    for router in (endpoints.router, collections.router, runs.router, datasets.router):
+    for router in (
+        endpoints.router,
+        collections.router,
+        runs.router,
+        schedules.router,
+        datasets.router,
+    ):
         app.include_router(router)
     app.include_router(graphql_router())
     return app

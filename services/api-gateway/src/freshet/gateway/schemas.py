@@ -7,9 +7,11 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import inspect as sa_inspect
 
 from freshet.catalog import Collection, CollectionRun, Dataset, DatasetEdge, Endpoint
 from freshet.catalog.endpoints import collection_cursor
+from freshet.catalog.models import Schedule
 from freshet.catalog.runs import run_cursor
 from freshet.contracts import RunFilters
 
@@ -140,12 +142,59 @@ class CollectionOut(BaseModel):
     schedule_id: str | None
     created_at: datetime
     updated_at: datetime
+    next_fire_at: datetime | None = Field(description="When the scheduler fires next.")
+    last_fire_at: datetime | None = Field(description="The nominal time of the last fire.")
+    last_run_id: uuid.UUID | None = Field(description="The run the last fire made.")
     cursor: str = Field(description="Pass as `after` to get the items after this one.")
 
     @classmethod
     def of(cls, c: Collection) -> CollectionOut:
-        data = {k: getattr(c, k) for k in cls.model_fields if k != "cursor"}
-        return cls(**data, cursor=collection_cursor(c))
+        data = {k: getattr(c, k) for k in COLLECTION_FIELDS}
+        schedule = loaded_schedule(c)
+        return cls(
+            **data,
+            next_fire_at=schedule.next_fire_at if schedule and not schedule.paused else None,
+            last_fire_at=schedule.last_fire_at if schedule else None,
+            last_run_id=schedule.last_run_id if schedule else None,
+            cursor=collection_cursor(c),
+        )
+
+
+COLLECTION_FIELDS = (
+    "id",
+    "endpoint_id",
+    "schedule_cron",
+    "schedule_timezone",
+    "is_enabled",
+    "schedule_id",
+    "created_at",
+    "updated_at",
+)
+
+
+def loaded_schedule(c: Collection) -> Schedule | None:
+    """The collection's schedule row if it was loaded with it (a new object has none yet)."""
+    if "schedule" in sa_inspect(c).unloaded:
+        return None
+    return c.schedule
+
+
+class ScheduleOut(BaseModel):
+    id: str
+    kind: str
+    collection_id: uuid.UUID | None
+    cron: str
+    timezone: str
+    paused: bool
+    next_fire_at: datetime | None
+    last_fire_at: datetime | None
+    last_run_id: uuid.UUID | None
+    missed_ticks: int
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, s: Schedule) -> ScheduleOut:
+        return cls.model_validate(s, from_attributes=True)
 
 
 class RunOut(BaseModel):

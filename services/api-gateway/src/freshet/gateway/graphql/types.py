@@ -15,6 +15,7 @@ from freshet.catalog.endpoints import collection_cursor
 from freshet.catalog.runs import run_cursor
 from freshet.gateway import errors
 from freshet.gateway.graphql.context import GraphQLContext
+from freshet.gateway.schemas import loaded_schedule
 
 Info = strawberry.Info[GraphQLContext, None]
 
@@ -105,10 +106,23 @@ class MetadataCollection:
     cursor: str = strawberry.field(
         description="Pass as `after` to `collections` to list the collections after this one."
     )
+    next_fire_at: datetime | None = strawberry.field(
+        description="When the scheduler fires next; null when paused or manual-only."
+    )
+    last_fire_at: datetime | None = strawberry.field(
+        description="The nominal time of the last scheduled fire."
+    )
+    last_run_id: strawberry.ID | None = strawberry.field(
+        description="The run the last scheduled fire made."
+    )
 
     @classmethod
     def of(cls, c: Collection) -> MetadataCollection:
+        schedule = loaded_schedule(c)
         return cls(
+            next_fire_at=schedule.next_fire_at if schedule and not schedule.paused else None,
+            last_fire_at=schedule.last_fire_at if schedule else None,
+            last_run_id=_id(schedule.last_run_id) if schedule and schedule.last_run_id else None,
             id=_id(c.id),
             endpoint_id=_id(c.endpoint_id),
             schedule_cron=c.schedule_cron,

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import structlog
+from sqlalchemy.exc import IntegrityError
 
 from freshet.catalog import Collection, CollectionRun, UnitOfWork
 from freshet.catalog.clock import utcnow
@@ -15,6 +17,7 @@ from freshet.gateway import errors
 from freshet.gateway.schemas import CollectionCreate, CollectionUpdate
 from freshet.gateway.service_layer import runs
 from freshet.gateway.service_layer.caller import Caller
+from freshet.gateway.service_layer.checks import refuse_nul
 
 log = structlog.get_logger("freshet.gateway")
 
@@ -67,6 +70,7 @@ async def list_collections(
     first: int = 50,
     after: str | None = None,
 ) -> list[Collection]:
+    runs.check_cursor(after)
     try:
         return await uow.collections.page(
             endpoint_id=endpoint_id, is_enabled=is_enabled, first=first, after=after
@@ -90,12 +94,22 @@ async def create_collection(uow: UnitOfWork, caller: Caller, data: CollectionCre
             "an endpoint has at most one collection",
             details=[{"loc": ["input", "endpoint_id"], "msg": "already has a collection"}],
         )
-    collection = await uow.collections.add(
+    collection = await _add(
+        uow,
         endpoint_id=data.endpoint_id,
         schedule_cron=data.schedule_cron,
         schedule_timezone=data.schedule_timezone,
         is_enabled=data.is_enabled,
     )
+    if collection is None:
+        # A concurrent request created the endpoint's collection first.
+        if await uow.collections.for_endpoint(data.endpoint_id) is None:
+            raise errors.EndpointNotFound(f"endpoint {data.endpoint_id} does not exist")
+        raise errors.ValidationFailed(
+            f"endpoint {data.endpoint_id} already has a collection; "
+            "an endpoint has at most one collection",
+            details=[{"loc": ["input", "endpoint_id"], "msg": "already has a collection"}],
+        )
     await announce(uow, caller, collection)
     await uow.commit()
     log.info("collection created", collection_id=str(collection.id))
@@ -108,7 +122,10 @@ async def update_collection(
     collection = await get_collection(uow, collection_id)
     sent = data.model_fields_set
     cron = data.schedule_cron if "schedule_cron" in sent else collection.schedule_cron
-    timezone = data.schedule_timezone or collection.schedule_timezone
+    # Not `or`: an empty zone sent is refused like any other that is not a zone name.
+    timezone = (
+        collection.schedule_timezone if data.schedule_timezone is None else data.schedule_timezone
+    )
     enabled = collection.is_enabled if data.is_enabled is None else data.is_enabled
     _check_schedule(caller, cron, timezone)
     await uow.collections.update(
@@ -122,7 +139,11 @@ async def update_collection(
 
 async def delete_collection(uow: UnitOfWork, caller: Caller, collection_id: uuid.UUID) -> bool:
     """Delete the collection and its schedule; active runs are cancelled, history stays."""
-    collection = await get_collection(uow, collection_id)
+    # Locked, so that of concurrent deletes one finds it and the others find nothing (404)
+    # instead of each deleting it again and announcing it twice (PostgreSQL).
+    collection = await uow.session.get(Collection, collection_id, with_for_update=True)
+    if collection is None:
+        raise errors.CollectionNotFound(f"collection {collection_id} does not exist")
     active = await uow.runs.active_for(collection.id)
     if active is not None:
         await runs.cancel(uow, caller, active, reason="collection deleted")
@@ -163,10 +184,26 @@ async def trigger_endpoint_collection(
         raise errors.EndpointNotFound(f"endpoint {endpoint_id} does not exist")
     collection = await uow.collections.for_endpoint(endpoint_id)
     if collection is None:
-        collection = await uow.collections.add(endpoint_id=endpoint_id)
-        await announce(uow, caller, collection)
-        log.info("manual-only collection created for trigger", collection_id=str(collection.id))
+        collection = await _add(uow, endpoint_id=endpoint_id)
+        if collection is None:
+            # A concurrent trigger created it first: this trigger meets its run (409).
+            collection = await uow.collections.for_endpoint(endpoint_id)
+            if collection is None:
+                raise errors.EndpointNotFound(f"endpoint {endpoint_id} does not exist")
+        else:
+            await announce(uow, caller, collection)
+            log.info("manual-only collection created for trigger", collection_id=str(collection.id))
     return await _trigger(uow, caller, collection, trigger_source, filters)
+
+
+async def _add(uow: UnitOfWork, **fields: Any) -> Collection | None:
+    """Insert an endpoint's collection; None when the database refuses it (the endpoint got
+    one from a concurrent request, or is gone). The savepoint keeps the transaction usable."""
+    try:
+        async with uow.session.begin_nested():
+            return await uow.collections.add(**fields)
+    except IntegrityError:
+        return None
 
 
 async def _trigger(
@@ -179,6 +216,7 @@ async def _trigger(
     if not collection.is_enabled:
         raise errors.CollectionDisabled(f"collection {collection.id} is disabled")
     scoped = filters.model_dump() if filters is not None and not filters.is_empty else None
+    refuse_nul(scoped, ["input", "filters"])
     run = await uow.runs.enqueue(
         collection_id=collection.id,
         endpoint_id=collection.endpoint_id,

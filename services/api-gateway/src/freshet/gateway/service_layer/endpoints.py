@@ -17,6 +17,7 @@ from freshet.gateway import errors
 from freshet.gateway.schemas import ConnectionTestOut, EndpointCreate, EndpointUpdate
 from freshet.gateway.service_layer import collections
 from freshet.gateway.service_layer.caller import Caller
+from freshet.gateway.service_layer.checks import refuse_nul
 from freshet.kit.redaction import describe_error
 
 log = structlog.get_logger("freshet.gateway")
@@ -40,6 +41,8 @@ def validate_endpoint(
     """Refuse what the request model cannot see: kinds, secrets in config, connector settings."""
     if kind not in KINDS:
         raise _invalid(["kind"], f"kind must be one of {', '.join(KINDS)}")
+    refuse_nul(config, ["body", "config"])
+    refuse_nul(list(secrets), ["body", "secrets"])
     leaked = sorted(k for k in config if any(s in k.lower() for s in SECRET_LOOKING_KEYS))
     if leaked:
         raise errors.ValidationFailed(
@@ -67,6 +70,7 @@ def validate_endpoint(
 
 
 def validate_new_endpoint(caller: Caller, data: EndpointCreate) -> None:
+    refuse_nul(data.labels, ["body", "labels"])
     validate_endpoint(
         caller,
         kind=data.kind,
@@ -117,6 +121,7 @@ async def update_endpoint(
     """Change what was sent; the whole result is validated as a new endpoint would be."""
     endpoint = await get_endpoint(uow, endpoint_id)
     sent = data.model_fields_set
+    refuse_nul(data.labels, ["body", "labels"])
     secrets = caller.secret_box.decrypt(endpoint.secret_ciphertext)
     if data.secrets is not None:
         for name, value in data.secrets.items():
@@ -168,7 +173,10 @@ async def delete_endpoint(uow: UnitOfWork, caller: Caller, endpoint_id: uuid.UUI
     collection = await uow.collections.for_endpoint(endpoint.id)
     if collection is not None:
         await collections.announce(uow, caller, collection, deleted=True)
-    await uow.endpoints.delete(endpoint.id)
+    if not await uow.endpoints.delete(endpoint.id):
+        # A concurrent request deleted it first (PostgreSQL waits for its lock, then finds
+        # nothing): one 204, one deleted event; this one writes nothing.
+        raise errors.EndpointNotFound(f"endpoint {endpoint_id} does not exist")
     await uow.commit()
     log.info("endpoint deleted", endpoint_id=str(endpoint_id))
 

@@ -10,6 +10,7 @@ import structlog
 
 from freshet.catalog import CollectionRun, RunStatus, UnitOfWork
 from freshet.catalog.clock import utcnow
+from freshet.catalog.cursors import decode_cursor
 from freshet.catalog.runs import RunFilter
 from freshet.contracts import RunCompleted
 from freshet.gateway import errors
@@ -26,17 +27,50 @@ async def get_run(uow: UnitOfWork, run_id: uuid.UUID) -> CollectionRun:
     return run
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    """A time without an offset is read as UTC, the catalog's zone."""
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+def _utc(value: datetime | None, field: str) -> datetime | None:
+    """A time without an offset is read as UTC, the catalog's zone. One that has no UTC
+    equivalent (9999-12-31T23:00-05:00) is refused rather than failing in the database."""
+    if value is None:
+        return None
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        raise errors.ValidationFailed(
+            f"{field} is out of range", details=[{"loc": ["input", field], "msg": "out of range"}]
+        ) from None
+
+
+def check_cursor(after: str | None) -> None:
+    """Refuse an `after` that is no cursor of ours before the database sees its parts.
+
+    The catalog parses cursors but binds what it parsed: a crafted one with a naive or
+    out-of-range time would fail there (E_INTERNAL) instead of being E_VALIDATION.
+    """
+    if after is None:
+        return
+    try:
+        at_raw, id_raw = decode_cursor(after, parts=2)
+        uuid.UUID(id_raw)
+        at = datetime.fromisoformat(at_raw)
+        if at.tzinfo is None:
+            raise ValueError("naive")
+        at.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise errors.ValidationFailed(
+            "after is not a cursor from this list",
+            details=[{"loc": ["input", "after"], "msg": "invalid cursor"}],
+        ) from None
 
 
 async def list_runs(
     uow: UnitOfWork, where: RunFilter, *, first: int = 50, after: str | None = None
 ) -> list[CollectionRun]:
     where = replace(
-        where, requested_from=_utc(where.requested_from), requested_to=_utc(where.requested_to)
+        where,
+        requested_from=_utc(where.requested_from, "from"),
+        requested_to=_utc(where.requested_to, "to"),
     )
+    check_cursor(after)
     if (
         where.requested_from is not None
         and where.requested_to is not None
