@@ -3,6 +3,7 @@ wall-clock minutes. Each test moves the clock and calls `tick()` the way the loo
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -300,3 +301,38 @@ async def test_a_daily_0230_schedule_fires_once_on_dst_days(
         # like cron's). Fall back: 02:30 exists twice and fires once.
         expected = (3, 0) if day == spring else (2, 30)
         assert (local.hour, local.minute) == expected
+
+
+# --- real loops, real time ----------------------------------------------------------------------
+
+
+async def test_two_running_tickers_fire_every_tick_once_and_hand_over_when_one_stops(
+    sqlite_catalog: Database,
+) -> None:
+    wall = Clock(datetime.now(UTC))
+    cid = await collection(sqlite_catalog, wall, "* * * * * *")  # every second (seconds first)
+
+    def start(holder: str) -> Ticker:
+        return Ticker(
+            sqlite_catalog,
+            holder=holder,
+            source="/freshet/scheduler",
+            lease_ttl=timedelta(seconds=1),
+            max_sleep_s=0.2,
+        )
+
+    first, second = start("scheduler-a"), start("scheduler-b")
+    await first.start()
+    await second.start()
+    try:
+        await asyncio.sleep(3)
+        await first.stop()  # the leader, or not: either way the other must carry on
+        await asyncio.sleep(3)
+    finally:
+        await second.stop()
+    runs = await runs_of(sqlite_catalog, cid)
+    ticks = [r.requested_at for r in runs]
+    assert len(ticks) == len(set(ticks)), "no tick fired twice"
+    assert len(runs) >= 4, f"fires went on after a ticker stopped: {ticks}"
+    # Every second between the first and last fire was fired or skipped, none lost.
+    assert (ticks[-1] - ticks[0]).total_seconds() == len(ticks) - 1

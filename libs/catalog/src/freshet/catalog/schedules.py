@@ -151,6 +151,15 @@ class ScheduleRepository:
         value: datetime | None = result.scalar_one_or_none()
         return value
 
+    async def count_by_state(self) -> dict[str, int]:
+        result = await self.session.execute(
+            select(Schedule.paused, func.count()).group_by(Schedule.paused)
+        )
+        counts = {"active": 0, "paused": 0}
+        for paused, count in result.all():
+            counts["paused" if paused else "active"] = int(count)
+        return counts
+
     async def sync_collection(
         self, collection: Collection | None, collection_id: uuid.UUID, now: datetime
     ) -> Schedule | None:

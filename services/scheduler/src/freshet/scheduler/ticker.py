@@ -46,6 +46,9 @@ LATENESS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
 )
 LEADER = Gauge("freshet_scheduler_leader", "1 while this process fires schedules.")
+SCHEDULES = Gauge(
+    "freshet_scheduler_schedules", "Schedules by state, as the active ticker sees them.", ["state"]
+)
 
 Clock = Callable[[], datetime]
 
@@ -113,6 +116,8 @@ class Ticker:
     async def _until_next_due(self) -> float:
         async with UnitOfWork(self.db, read_only=True) as uow:
             due = await uow.schedules.next_due_at()
+            for state, count in (await uow.schedules.count_by_state()).items():
+                SCHEDULES.labels(state).set(count)
         if due is None:
             return self.max_sleep_s
         # Renewing the lease bounds the sleep too (max_sleep_s well under the lease TTL).
