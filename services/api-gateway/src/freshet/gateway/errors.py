@@ -61,6 +61,14 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # FastAPI's answer to a body the JSON parser gave up on (nesting too deep, a
+            # number too long): the same request error as malformed JSON, with the same code.
+            details = [{"loc": ["body"], "msg": "could not be parsed"}]
+            return JSONResponse(
+                body("E_VALIDATION", "request body could not be parsed", details),
+                status_code=422,
+            )
         code = {404: "E_NOT_FOUND", 405: "E_METHOD_NOT_ALLOWED"}.get(exc.status_code, "E_HTTP")
         return JSONResponse(
             body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
