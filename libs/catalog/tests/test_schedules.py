@@ -58,7 +58,21 @@ def test_too_frequent_schedules_are_refused_and_the_limit_is_configurable() -> N
     validate_schedule("*/2 * * * *", "UTC", min_interval=timedelta(minutes=1))
 
 
-@pytest.mark.parametrize("zone", ["../../etc/passwd", "/etc/localtime", "x" * 100, "", "Not/AZone"])
+@pytest.mark.parametrize(
+    "zone",
+    [
+        "../../etc/passwd",
+        "/etc/localtime",
+        "x" * 100,
+        "",
+        "Not/AZone",
+        "localtime",
+        "Factory",
+        "posixrules",
+        "right/UTC",
+        "posix/Europe/Berlin",
+    ],
+)
 def test_hostile_or_unknown_zones_are_refused(zone: str) -> None:
     with pytest.raises(ScheduleError) as err:
         validate_schedule("0 * * * *", zone, min_interval=FIVE_MIN)

@@ -45,13 +45,18 @@ class ScheduleError(ValueError):
 
 
 def parse_timezone(name: str) -> ZoneInfo:
-    if not name or len(name) > MAX_TIMEZONE_LENGTH:
+    if not name or len(name) > MAX_TIMEZONE_LENGTH or _host_specific(name):
         raise ScheduleError("schedule_timezone", "is not an IANA time zone name")
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         # ValueError: names like "../x" that are not even well-formed keys.
         raise ScheduleError("schedule_timezone", "is not an IANA time zone name") from None
+
+
+def _host_specific(name: str) -> bool:
+    """Names the tz database files carry that are not zones, or mean "whatever this host is"."""
+    return name in ("localtime", "Factory", "posixrules") or name.startswith(("posix/", "right/"))
 
 
 def min_gap(cron: str) -> timedelta:
