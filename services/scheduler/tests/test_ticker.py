@@ -209,7 +209,10 @@ async def test_a_late_tick_within_the_catch_up_window_fires_once(
 async def test_ticks_older_than_the_catch_up_window_are_counted_not_fired(
     sqlite_catalog: Database, clock: Clock, ticker: Ticker
 ) -> None:
-    before = REGISTRY.get_sample_value("freshet_scheduler_missed_ticks_total") or 0.0
+    before = (
+        REGISTRY.get_sample_value("freshet_scheduler_missed_ticks_total", {"kind": "collection"})
+        or 0.0
+    )
     cid = await collection(sqlite_catalog, clock, "*/15 * * * *")
     clock.now = datetime(2026, 6, 1, 10, 20, tzinfo=UTC)  # 9:15, 9:30, 9:45, 10:00, 10:15 missed
     await ticker.tick()
@@ -217,7 +220,10 @@ async def test_ticks_older_than_the_catch_up_window_are_counted_not_fired(
     schedule = await schedule_of(sqlite_catalog, cid)
     assert schedule.missed_ticks == 5
     assert schedule.next_fire_at == datetime(2026, 6, 1, 10, 30, tzinfo=UTC)
-    after = REGISTRY.get_sample_value("freshet_scheduler_missed_ticks_total") or 0.0
+    after = (
+        REGISTRY.get_sample_value("freshet_scheduler_missed_ticks_total", {"kind": "collection"})
+        or 0.0
+    )
     assert after - before == 5
 
 

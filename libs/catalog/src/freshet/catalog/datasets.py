@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from freshet.catalog.clock import utcnow
-from freshet.catalog.models import Dataset, DatasetEdge
+from freshet.catalog.models import Dataset, DatasetEdge, Endpoint
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,32 @@ class DatasetRepository:
             stmt = stmt.with_for_update()
         result = await self.session.execute(stmt)
         return result.scalar_one_or_none()
+
+    async def many(self, dataset_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Dataset]:
+        ids = list(dataset_ids)
+        if not ids:
+            return {}
+        result = await self.session.execute(select(Dataset).where(Dataset.id.in_(ids)))
+        return {d.id: d for d in result.scalars()}
+
+    async def stale_previews(self, sampled_before: datetime, *, limit: int) -> list[Dataset]:
+        """Datasets of auto-preview endpoints whose preview is older than `sampled_before`, or
+        that were never sampled; never-sampled first, then oldest first."""
+        stmt = (
+            select(Dataset)
+            .join(Endpoint, Endpoint.id == Dataset.endpoint_id)
+            .where(
+                Endpoint.preview_policy == "auto",
+                Dataset.removed_at.is_(None),
+                or_(
+                    Dataset.preview_sampled_at.is_(None),
+                    Dataset.preview_sampled_at < sampled_before,
+                ),
+            )
+            .order_by(Dataset.preview_sampled_at.is_not(None), Dataset.preview_sampled_at)
+            .limit(limit)
+        )
+        return list((await self.session.execute(stmt)).scalars())
 
     async def for_endpoint(
         self, endpoint_id: uuid.UUID, *, include_removed: bool = False
@@ -225,5 +251,6 @@ class DatasetRepository:
             return False
         # A new dict, so SQLAlchemy sees the JSON column change.
         dataset.payload = {**dataset.payload, "preview": preview}
+        dataset.preview_sampled_at = incoming
         await self.session.flush()
         return True

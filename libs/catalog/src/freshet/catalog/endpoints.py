@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -95,6 +95,7 @@ class CollectionRepository:
         schedule_cron: str | None = None,
         schedule_timezone: str = "UTC",
         is_enabled: bool = True,
+        schedule_jitter_s: int = 0,
     ) -> Collection:
         collection_id = uuid.uuid4()
         collection = Collection(
@@ -102,6 +103,7 @@ class CollectionRepository:
             endpoint_id=endpoint_id,
             schedule_cron=schedule_cron,
             schedule_timezone=schedule_timezone,
+            schedule_jitter_s=schedule_jitter_s,
             is_enabled=is_enabled,
             schedule_id=schedule_id_for(collection_id) if schedule_cron else None,
         )
@@ -111,6 +113,13 @@ class CollectionRepository:
 
     async def get(self, collection_id: uuid.UUID) -> Collection | None:
         return await self.session.get(Collection, collection_id)
+
+    async def many(self, collection_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Collection]:
+        ids = list(collection_ids)
+        if not ids:
+            return {}
+        result = await self.session.execute(select(Collection).where(Collection.id.in_(ids)))
+        return {c.id: c for c in result.scalars()}
 
     async def for_endpoint(self, endpoint_id: uuid.UUID) -> Collection | None:
         result = await self.session.execute(
@@ -156,9 +165,12 @@ class CollectionRepository:
         schedule_cron: str | None,
         schedule_timezone: str,
         is_enabled: bool,
+        schedule_jitter_s: int | None = None,
     ) -> Collection:
         collection.schedule_cron = schedule_cron
         collection.schedule_timezone = schedule_timezone
+        if schedule_jitter_s is not None:
+            collection.schedule_jitter_s = schedule_jitter_s
         collection.is_enabled = is_enabled
         collection.schedule_id = schedule_id_for(collection.id) if schedule_cron else None
         collection.updated_at = utcnow()

@@ -96,6 +96,9 @@ class Collection(Timestamps, Base):
     schedule_timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     is_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     schedule_id: Mapped[str | None] = mapped_column(String(120), default=None)
+    # Each fire waits a deterministic 0..jitter seconds after its tick, so schedules sharing a
+    # cron ("0 * * * *") do not all hit their sources in the same second.
+    schedule_jitter_s: Mapped[int] = mapped_column(Integer, default=0)
     # The scheduler's row (next and last fire), loaded with the collection; None until the
     # scheduler has seen a cron.
     schedule: Mapped[Schedule | None] = relationship(
@@ -104,22 +107,39 @@ class Collection(Timestamps, Base):
 
 
 class Schedule(Timestamps, Base):
-    """A timed event the scheduler fires. Kind "collection": id `collection::<collectionId>`,
-    one per collection with a cron, kept in step with the collection by the scheduler."""
+    """A timed event the scheduler fires, of one kind:
+
+    - "collection": id `collection::<collectionId>`, one per collection with a cron, kept in
+      step with the collection by the scheduler; fires `CollectionRequested`.
+    - "preview-sweep": id `preview-sweep`, an interval; requests previews older than the
+      staleness window.
+    - "table-refresh": id `table-refresh::<datasetId>`, an interval per cached table; fires
+      `RefreshRequested`.
+
+    A schedule has a cron (in `timezone`) or an interval, never both.
+    """
 
     __tablename__ = "schedules"
-    __table_args__ = (Index("ix_schedules_paused_next_fire_at", "paused", "next_fire_at"),)
+    __table_args__ = (Index("ix_schedules_paused_due_at", "paused", "due_at"),)
 
     id: Mapped[str] = mapped_column(String(200), primary_key=True)
     kind: Mapped[str] = mapped_column(String(40), default="collection")
     collection_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("collections.id", ondelete="CASCADE"), default=None, unique=True
     )
-    cron: Mapped[str] = mapped_column(String(120))
+    dataset_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), default=None, unique=True
+    )
+    cron: Mapped[str | None] = mapped_column(String(120), default=None)
+    interval_s: Mapped[int | None] = mapped_column(Integer, default=None)
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    jitter_s: Mapped[int] = mapped_column(Integer, default=0)
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
-    # The nominal time of the next fire, UTC. Never before the last change of cron or zone.
+    # The nominal time of the next tick, UTC: the run id and the compare-and-set use it. Never
+    # before the last change of cron, interval or zone.
     next_fire_at: Mapped[datetime | None] = mapped_column(default=None)
+    # When the next tick is actually fired: its nominal time plus the schedule's jitter.
+    due_at: Mapped[datetime | None] = mapped_column(default=None)
     last_fire_at: Mapped[datetime | None] = mapped_column(default=None)
     last_run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
     missed_ticks: Mapped[int] = mapped_column(Integer, default=0)
@@ -191,6 +211,9 @@ class Dataset(Timestamps, Base):
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     fingerprint: Mapped[str | None] = mapped_column(String(64), default=None)
     row_estimate: Mapped[int | None] = mapped_column(default=None)
+    # `payload["preview"]["sampledAt"]` as a column, so stale previews can be found (and
+    # counted) without reading every payload. NULL: never sampled.
+    preview_sampled_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
     first_seen_run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
     last_seen_run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
     removed_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -31,6 +31,19 @@ class OutboxRepository:
         correlation_id: str | None = None,
         event_id: str | None = None,
     ) -> OutboxMessage:
+        row = self.stage(event, source=source, correlation_id=correlation_id, event_id=event_id)
+        await self.session.flush()
+        return row
+
+    def stage(
+        self,
+        event: Event,
+        *,
+        source: str,
+        correlation_id: str | None = None,
+        event_id: str | None = None,
+    ) -> OutboxMessage:
+        """The event's row in the session, inserted at the next flush (batches flush once)."""
         msg = encode(event, source=source, correlation_id=correlation_id, event_id=event_id)
         headers = {k: v.decode() for k, v in msg.headers}
         row = OutboxMessage(
@@ -42,7 +55,6 @@ class OutboxRepository:
             headers=[[k, v] for k, v in headers.items()],
         )
         self.session.add(row)
-        await self.session.flush()
         self.added += 1
         return row
 

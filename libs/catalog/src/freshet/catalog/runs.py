@@ -63,7 +63,7 @@ class RunRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def add(
+    def stage(
         self,
         *,
         run_id: uuid.UUID | None = None,
@@ -76,7 +76,7 @@ class RunRepository:
         status: RunStatus = RunStatus.QUEUED,
         error: str | None = None,
     ) -> CollectionRun:
-        """Insert a run. An active run (QUEUED) may violate the one-active index: see enqueue."""
+        """A new run in the session, inserted at the next flush (batches flush once)."""
         rid = run_id or uuid.uuid4()
         now = utcnow()
         run = CollectionRun(
@@ -93,6 +93,11 @@ class RunRepository:
             completed_at=now if status.is_final else None,
         )
         self.session.add(run)
+        return run
+
+    async def add(self, **fields: Any) -> CollectionRun:
+        """Insert a run. An active run (QUEUED) may violate the one-active index: see enqueue."""
+        run = self.stage(**fields)
         await self.session.flush()
         return run
 
@@ -116,6 +121,29 @@ class RunRepository:
             stmt = stmt.with_for_update()
         result = await self.session.execute(stmt)
         return result.scalar_one_or_none()
+
+    async def existing_ids(self, run_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+        ids = list(run_ids)
+        if not ids:
+            return set()
+        result = await self.session.execute(
+            select(CollectionRun.id).where(CollectionRun.id.in_(ids))
+        )
+        return set(result.scalars())
+
+    async def collections_with_active_run(
+        self, collection_ids: Iterable[uuid.UUID]
+    ) -> set[uuid.UUID]:
+        ids = list(collection_ids)
+        if not ids:
+            return set()
+        result = await self.session.execute(
+            select(CollectionRun.collection_id).where(
+                CollectionRun.collection_id.in_(ids),
+                CollectionRun.status.in_([s.value for s in ACTIVE_STATUSES]),
+            )
+        )
+        return {cid for cid in result.scalars() if cid is not None}
 
     async def active_for(self, collection_id: uuid.UUID) -> CollectionRun | None:
         result = await self.session.execute(

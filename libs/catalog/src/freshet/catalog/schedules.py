@@ -1,5 +1,5 @@
-"""Collection schedules: cron expressions in an IANA time zone, validated up front, and the
-`schedules` rows the scheduler fires.
+"""Schedules: cron expressions in an IANA time zone or fixed intervals, validated up front,
+and the `schedules` rows the scheduler fires (kinds: see `models.Schedule`).
 
 A misconfigured cron could fire a collection every minute and hammer a source (seed 003, R1),
 so a schedule whose fires can come closer together than a minimum interval is refused. Five
@@ -9,11 +9,21 @@ and meet the same minimum.
 DST follows cronsim: a wall-clock time that does not exist (02:30 on a spring-forward day)
 fires at the first valid time after it (03:00), once; a time that exists twice (fall-back)
 fires once, at its first occurrence.
+
+Intervals tick at whole multiples of the interval since the epoch, shifted by a phase derived
+from the schedule id: every replica computes the same ticks, and a thousand tables refreshed
+hourly spread over the hour instead of all starting at minute 0.
+
+Jitter delays each fire by a deterministic 0..jitter seconds (derived from the schedule id and
+the tick), so all replicas agree on it; the tick's nominal time, not the jittered one, names
+its run.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -33,6 +43,18 @@ _GAP_SAMPLE_SPAN = timedelta(days=400)
 # A fixed, DST-free start: the structural gap of an expression does not depend on today.
 _GAP_START = datetime(2026, 1, 1)
 MAX_TIMEZONE_LENGTH = 64
+# A day: jitter is for spreading load, not for postponing a schedule by more than its period.
+MAX_JITTER_S = 86_400
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+COLLECTION = "collection"
+PREVIEW_SWEEP = "preview-sweep"
+TABLE_REFRESH = "table-refresh"
+PREVIEW_SWEEP_ID = PREVIEW_SWEEP
+
+
+def table_refresh_schedule_id(dataset_id: uuid.UUID) -> str:
+    return f"{TABLE_REFRESH}::{dataset_id}"
 
 
 class ScheduleError(ValueError):
@@ -101,10 +123,58 @@ def validate_schedule(cron: str | None, timezone: str, *, min_interval: timedelt
         )
 
 
+def validate_jitter(jitter_s: int, field: str = "schedule_jitter_s") -> None:
+    if not 0 <= jitter_s <= MAX_JITTER_S:
+        raise ScheduleError(field, f"must be between 0 and {MAX_JITTER_S} seconds")
+
+
+def validate_interval(interval_s: int, *, min_interval: timedelta, field: str) -> None:
+    if interval_s <= 0:
+        raise ScheduleError(field, "must be a positive number of seconds")
+    if timedelta(seconds=interval_s) < min_interval:
+        raise ScheduleError(field, f"must be at least {_words(min_interval)}")
+
+
 def next_fire(cron: str, timezone: str, after: datetime) -> datetime:
     """The first fire strictly after `after` (aware), as an aware datetime in `timezone`."""
     zone = parse_timezone(timezone)
     return next(CronSim(cron, after.astimezone(zone)))
+
+
+def interval_phase(schedule_id: str, interval_s: int) -> int:
+    digest = hashlib.sha256(schedule_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % interval_s
+
+
+def next_interval_tick(schedule_id: str, interval_s: int, after: datetime) -> datetime:
+    """The first tick strictly after `after`: epoch + phase + k * interval."""
+    phase = interval_phase(schedule_id, interval_s)
+    since = int((after - _EPOCH).total_seconds() // 1) - phase
+    k = since // interval_s + 1
+    return _EPOCH + timedelta(seconds=phase + k * interval_s)
+
+
+def next_tick(row: Schedule, after: datetime) -> datetime:
+    """The schedule's first nominal tick strictly after `after`, in UTC."""
+    if row.interval_s is not None:
+        return next_interval_tick(row.id, row.interval_s, after)
+    assert row.cron is not None, "a schedule has a cron or an interval"
+    return next_fire(row.cron, row.timezone, after).astimezone(UTC)
+
+
+def jitter_for(schedule_id: str, nominal: datetime, jitter_s: int) -> timedelta:
+    """A delay in [0, jitter_s) that every replica computes alike for one tick."""
+    if jitter_s <= 0:
+        return timedelta(0)
+    key = f"{schedule_id}@{nominal.astimezone(UTC).isoformat()}".encode()
+    millis = int.from_bytes(hashlib.sha256(key).digest()[:8], "big") % (jitter_s * 1000)
+    return timedelta(milliseconds=millis)
+
+
+def plan_next(row: Schedule, after: datetime) -> None:
+    """Move the schedule to its first tick after `after`, and when that tick is due."""
+    row.next_fire_at = next_tick(row, after)
+    row.due_at = row.next_fire_at + jitter_for(row.id, row.next_fire_at, row.jitter_s)
 
 
 def scheduled_run_id(schedule_id: str, nominal: datetime) -> uuid.UUID:
@@ -112,9 +182,15 @@ def scheduled_run_id(schedule_id: str, nominal: datetime) -> uuid.UUID:
     return uuid.uuid5(RUN_ID_NAMESPACE, f"{schedule_id}@{nominal.astimezone(UTC).isoformat()}")
 
 
-def ticks_between(cron: str, timezone: str, after: datetime, until: datetime) -> int:
-    """How many fires fall in (after, until]."""
-    fires = CronSim(cron, after.astimezone(parse_timezone(timezone)))
+def ticks_between(row: Schedule, after: datetime, until: datetime) -> int:
+    """How many ticks of the schedule fall in (after, until]."""
+    if row.interval_s is not None:
+        first = next_interval_tick(row.id, row.interval_s, after)
+        if first > until:
+            return 0
+        return 1 + int((until - first).total_seconds()) // row.interval_s
+    assert row.cron is not None
+    fires = CronSim(row.cron, after.astimezone(parse_timezone(row.timezone)))
     count = 0
     while next(fires) <= until:
         count += 1
@@ -131,6 +207,14 @@ class ScheduleRepository:
             stmt = stmt.with_for_update()
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
+    async def many(
+        self, schedule_ids: Iterable[str], *, for_update: bool = False
+    ) -> list[Schedule]:
+        stmt = select(Schedule).where(Schedule.id.in_(list(schedule_ids)))
+        if for_update:
+            stmt = stmt.with_for_update()
+        return list((await self.session.execute(stmt)).scalars())
+
     async def for_collection(self, collection_id: uuid.UUID) -> Schedule | None:
         result = await self.session.execute(
             select(Schedule).where(Schedule.collection_id == collection_id)
@@ -143,15 +227,15 @@ class ScheduleRepository:
     async def due(self, now: datetime, *, limit: int = 100) -> list[Schedule]:
         result = await self.session.execute(
             select(Schedule)
-            .where(Schedule.paused.is_(False), Schedule.next_fire_at <= now)
-            .order_by(Schedule.next_fire_at)
+            .where(Schedule.paused.is_(False), Schedule.due_at <= now)
+            .order_by(Schedule.due_at)
             .limit(limit)
         )
         return list(result.scalars())
 
     async def next_due_at(self) -> datetime | None:
         result = await self.session.execute(
-            select(func.min(Schedule.next_fire_at)).where(Schedule.paused.is_(False))
+            select(func.min(Schedule.due_at)).where(Schedule.paused.is_(False))
         )
         value: datetime | None = result.scalar_one_or_none()
         return value
@@ -183,10 +267,11 @@ class ScheduleRepository:
         if row is None:
             row = Schedule(
                 id=schedule_id_for(collection.id),
-                kind="collection",
+                kind=COLLECTION,
                 collection_id=collection.id,
                 cron=collection.schedule_cron,
                 timezone=collection.schedule_timezone,
+                jitter_s=collection.schedule_jitter_s,
                 paused=paused,
                 next_fire_at=None,
                 missed_ticks=0,
@@ -200,11 +285,69 @@ class ScheduleRepository:
         row.cron = collection.schedule_cron
         row.timezone = collection.schedule_timezone
         row.paused = paused
+        jitter_changed = row.jitter_s != collection.schedule_jitter_s
+        row.jitter_s = collection.schedule_jitter_s
         if row.next_fire_at is None or changed or resumed:
-            row.next_fire_at = next_fire(row.cron, row.timezone, now).astimezone(UTC)
+            plan_next(row, now)
+        elif jitter_changed:
+            # Same tick, new delay: a jitter edit never skips or repeats a tick.
+            row.due_at = row.next_fire_at + jitter_for(row.id, row.next_fire_at, row.jitter_s)
         row.updated_at = now
         await self.session.flush()
         return row
+
+    async def set_interval(
+        self,
+        schedule_id: str,
+        kind: str,
+        interval_s: int | None,
+        now: datetime,
+        *,
+        dataset_id: uuid.UUID | None = None,
+        jitter_s: int = 0,
+    ) -> Schedule | None:
+        """Create, change or (interval None) remove an interval schedule; idempotent.
+
+        A changed interval starts from `now`; an unchanged one keeps its next tick, so calling
+        this again (every start of the scheduler, say) never re-fires or skips a tick.
+        """
+        row = await self.get(schedule_id, for_update=True)
+        if interval_s is None:
+            if row is not None:
+                await self.session.delete(row)
+                await self.session.flush()
+            return None
+        if row is None:
+            row = Schedule(
+                id=schedule_id,
+                kind=kind,
+                dataset_id=dataset_id,
+                interval_s=interval_s,
+                jitter_s=jitter_s,
+                paused=False,
+                missed_ticks=0,
+            )
+            self.session.add(row)
+        if row.next_fire_at is None or row.interval_s != interval_s or row.jitter_s != jitter_s:
+            row.interval_s = interval_s
+            row.jitter_s = jitter_s
+            plan_next(row, now)
+            row.updated_at = now
+        await self.session.flush()
+        return row
+
+    async def set_table_refresh(
+        self, dataset_id: uuid.UUID, interval_s: int | None, now: datetime, *, jitter_s: int = 0
+    ) -> Schedule | None:
+        """The cached table's refresh interval (None: refreshed only on request)."""
+        return await self.set_interval(
+            table_refresh_schedule_id(dataset_id),
+            TABLE_REFRESH,
+            interval_s,
+            now,
+            dataset_id=dataset_id,
+            jitter_s=jitter_s,
+        )
 
 
 def _words(delta: timedelta) -> str:

@@ -64,6 +64,14 @@ class Settings(BaseSettings):
     max_concurrent_runs: int = Field(default=16, ge=1)
     # Ticks found later than this after downtime are counted as missed, not fired.
     schedule_catch_up_s: float = Field(default=60.0, ge=0)
+    # Automatic previews after collection runs and from the sweep (endpoint policy still holds).
+    preview_auto: bool = True
+    # Previews older than this are stale: flagged in the API and UI, re-requested by the sweep.
+    preview_staleness_s: float = Field(default=86_400.0, gt=0)
+    # How often the scheduler's preview sweep looks for stale or never-sampled previews; 0 off.
+    preview_sweep_interval_s: int = Field(default=3_600, ge=0)
+    # Datasets one sweep requests at most (oldest first); the rest wait for the next sweep.
+    preview_sweep_batch: int = Field(default=1_000, ge=1)
     # External ingestion commands run programs on collector hosts; an admin API token must not
     # be enough for that in production unless an operator opts in.
     allow_ingest_commands: bool | None = None

@@ -1,5 +1,6 @@
 from freshet.kit.service import serve
-from freshet.previewer.app import PreviewerSettings, create_app
+from freshet.kit.settings import Settings
+from freshet.previewer.app import create_app
 
-settings = PreviewerSettings()
+settings = Settings()
 serve(create_app(settings), settings)

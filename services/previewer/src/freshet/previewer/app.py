@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-from pydantic_settings import SettingsConfigDict
 
 from freshet.connectors import connector_factory
 from freshet.contracts import Envelope, PreviewRequested, PreviewSampled, RunCompleted, topic_for
@@ -18,14 +17,8 @@ from freshet.previewer.handlers import (
 )
 
 
-class PreviewerSettings(Settings):
-    model_config = SettingsConfigDict(env_prefix="FRESHET_", extra="ignore")
-
-    preview_auto: bool = True
-
-
-def create_app(settings: PreviewerSettings | None = None) -> FastAPI:
-    settings = settings or PreviewerSettings()
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
     runtime = ServiceRuntime("previewer", settings)
 
     deps = PreviewerDeps(

@@ -1,48 +1,55 @@
-"""Fires due schedules: one active ticker among all scheduler processes (a lease), each fire
-one transaction, each tick's run id derived from the schedule id and the nominal fire time.
+"""Fires due schedules: one active ticker among all scheduler processes (a lease), due ticks
+fired in batches, each batch one transaction, each tick's run id derived from the schedule id
+and the nominal fire time.
 
 Two tickers at once (a lease handed over while the old holder still runs) cannot fire a tick
-twice: the fire moves `next_fire_at` with a compare-and-set, and the deterministic run id
-would collapse a second run into the first anyway.
+twice: the fire moves `next_fire_at` with a compare-and-set on the locked row, and the
+deterministic run id would collapse a second run into the first anyway.
 
 Catch-up: a tick found late by no more than the catch-up window fires (once); older ticks
 are counted as missed (metric, log line, `missed_ticks`) and the schedule moves on to the
 next fire after now, so downtime never ends in a burst.
+
+What a fire does depends on the schedule's kind (`actions`). A batch that the database
+refuses (a trigger made a collection active between the check and the insert, a collection
+deleted meanwhile) is fired again one schedule at a time, each in its own transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 import structlog
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy.exc import IntegrityError
 
-from freshet.catalog import CollectionRun, Database, RunStatus, UnitOfWork
+from freshet.catalog import Database, UnitOfWork
 from freshet.catalog.clock import utcnow
 from freshet.catalog.models import Schedule
-from freshet.catalog.schedules import next_fire, scheduled_run_id, ticks_between
-from freshet.contracts import CollectionRequested, RunCompleted
-from freshet.kit import metrics
+from freshet.catalog.schedules import COLLECTION, plan_next, ticks_between
 from freshet.kit.redaction import describe_error
+from freshet.scheduler.actions import Action, FireCollections, Fired
 
 log = structlog.get_logger("freshet.scheduler")
 
 LEASE = "scheduler-ticker"
-PREVIOUS_RUN_ACTIVE = "previous run still running"
 
-FIRES = Counter("freshet_scheduler_fires_total", "Ticks fired, by outcome.", ["outcome"])
+FIRES = Counter(
+    "freshet_scheduler_fires_total",
+    "Ticks fired, by schedule kind and outcome.",
+    ["kind", "outcome"],
+)
 MISSED = Counter(
-    "freshet_scheduler_missed_ticks_total", "Ticks older than the catch-up window, not fired."
+    "freshet_scheduler_missed_ticks_total",
+    "Ticks older than the catch-up window, not fired.",
+    ["kind"],
 )
 LATENESS = Histogram(
     "freshet_scheduler_fire_lateness_seconds",
-    "Time from a tick's nominal time to its fire.",
+    "Time from a tick's due time (nominal plus jitter) to its fire.",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
 )
 LEADER = Gauge("freshet_scheduler_leader", "1 while this process fires schedules.")
@@ -64,6 +71,8 @@ class Ticker:
         lease_ttl: timedelta = timedelta(seconds=5),
         clock: Clock = utcnow,
         max_sleep_s: float = 1.0,
+        actions: Mapping[str, Action] | None = None,
+        batch_size: int = 500,
     ) -> None:
         self.db = db
         self.holder = holder
@@ -72,6 +81,8 @@ class Ticker:
         self.lease_ttl = lease_ttl
         self.clock = clock
         self.max_sleep_s = max_sleep_s
+        self.actions: Mapping[str, Action] = actions or {COLLECTION: FireCollections(source)}
+        self.batch_size = batch_size
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -126,105 +137,100 @@ class Ticker:
     async def tick(self) -> int:
         """Fire every due schedule once; how many ticks fired."""
         now = self.clock()
-        async with UnitOfWork(self.db, read_only=True) as uow:
-            due = [(s.id, s.next_fire_at) for s in await uow.schedules.due(now)]
         fired = 0
-        for schedule_id, nominal in due:
-            assert nominal is not None
-            with structlog.contextvars.bound_contextvars(schedule_id=schedule_id):
-                try:
-                    fired += await self.fire(schedule_id, nominal, now)
-                except IntegrityError:
-                    # The collection was deleted during the fire: its schedule goes with it.
-                    log.info("schedule vanished during its fire")
-        return fired
+        while True:
+            async with UnitOfWork(self.db, read_only=True) as uow:
+                due = [
+                    (s.id, s.next_fire_at)
+                    for s in await uow.schedules.due(now, limit=self.batch_size)
+                ]
+            if not due:
+                return fired
+            try:
+                made = await self._fire_batch(due, now)
+            except IntegrityError:
+                made = 0
+                for schedule_id, nominal in due:
+                    made += await self.fire(schedule_id, nominal, now)
+            fired += made
+            if len(due) < self.batch_size or made == 0:
+                return fired
 
-    async def fire(self, schedule_id: str, nominal: datetime, now: datetime) -> int:
-        async with UnitOfWork(self.db) as uow:
-            row = await uow.schedules.get(schedule_id, for_update=True)
-            if row is None or row.paused or row.next_fire_at != nominal:
-                return 0  # changed, paused, deleted, or fired by another ticker meanwhile
-            late = now - nominal
-            if late > self.catch_up:
-                self._skip_missed(row, now)
-                await uow.commit()
+    async def fire(self, schedule_id: str, nominal: datetime | None, now: datetime) -> int:
+        """Fire one schedule's tick in a transaction of its own; 0 when it no longer is due."""
+        with structlog.contextvars.bound_contextvars(schedule_id=schedule_id):
+            try:
+                return await self._fire_batch([(schedule_id, nominal)], now)
+            except IntegrityError:
+                # The collection was deleted during the fire: its schedule goes with it.
+                log.info("schedule vanished during its fire")
                 return 0
-            run_id = scheduled_run_id(row.id, nominal)
-            outcome = "duplicate"
-            if await uow.runs.get(run_id) is None and row.collection_id is not None:
-                outcome = await self._queue(uow, row, run_id, nominal)
-            row.last_fire_at = nominal
-            row.last_run_id = run_id
-            row.next_fire_at = next_fire(row.cron, row.timezone, nominal)
-            row.updated_at = now
+
+    async def _fire_batch(self, due: Sequence[tuple[str, datetime | None]], now: datetime) -> int:
+        expected = dict(due)
+        fired: list[tuple[Schedule, datetime, Fired]] = []
+        async with UnitOfWork(self.db) as uow:
+            rows = await uow.schedules.many(expected, for_update=True)
+            # Changed, paused, deleted, or fired by another ticker since it was found due.
+            live = [r for r in rows if not r.paused and r.next_fire_at == expected[r.id]]
+            by_kind: dict[str, list[Schedule]] = {}
+            for row in live:
+                if now - self._due_at(row) > self.catch_up:
+                    self._skip_missed(row, now)
+                else:
+                    by_kind.setdefault(row.kind, []).append(row)
+            for kind, batch in by_kind.items():
+                action = self.actions.get(kind)
+                if action is None:
+                    log.warning("no action for schedule kind; tick not fired", kind=kind)
+                    continue
+                results = await action(uow, batch)
+                for row in batch:
+                    result = results[row.id]
+                    due_at = self._advance(row, now)
+                    row.last_run_id = result.made_id
+                    fired.append((row, due_at, result))
             await uow.commit()
-        FIRES.labels(outcome).inc()
-        LATENESS.observe(max(0.0, late.total_seconds()))
-        log.info("schedule fired", nominal=nominal.isoformat(), run_id=str(run_id), outcome=outcome)
-        return 1
+        for row, due_at, result in fired:
+            FIRES.labels(row.kind, result.outcome).inc()
+            LATENESS.observe(max(0.0, (now - due_at).total_seconds()))
+            log.info(
+                "schedule fired",
+                schedule_id=row.id,
+                nominal=(row.last_fire_at or now).isoformat(),
+                made_id=str(result.made_id) if result.made_id else None,
+                outcome=result.outcome,
+            )
+        return len(fired)
+
+    @staticmethod
+    def _due_at(row: Schedule) -> datetime:
+        assert row.next_fire_at is not None
+        return row.due_at or row.next_fire_at
+
+    def _advance(self, row: Schedule, now: datetime) -> datetime:
+        """Record the tick as fired and plan the next; when the fired tick was due."""
+        nominal, due_at = row.next_fire_at, self._due_at(row)
+        assert nominal is not None
+        row.last_fire_at = nominal
+        plan_next(row, nominal)
+        row.updated_at = now
+        return due_at
 
     def _skip_missed(self, row: Schedule, now: datetime) -> None:
         first = row.next_fire_at
         assert first is not None
-        missed = 1 + ticks_between(row.cron, row.timezone, first, now)
+        missed = 1 + ticks_between(row, first, now)
         row.missed_ticks += missed
-        row.next_fire_at = next_fire(row.cron, row.timezone, now)
+        plan_next(row, now)
         row.updated_at = now
-        MISSED.inc(missed)
+        MISSED.labels(row.kind).inc(missed)
+        assert row.next_fire_at is not None
         log.warning(
             "ticks missed beyond the catch-up window; not fired",
+            schedule_id=row.id,
             missed=missed,
             first_missed=first.isoformat(),
             next_fire=row.next_fire_at.isoformat(),
             catch_up_s=self.catch_up.total_seconds(),
-        )
-
-    async def _queue(
-        self, uow: UnitOfWork, row: Schedule, run_id: uuid.UUID, nominal: datetime
-    ) -> str:
-        assert row.collection_id is not None
-        collection = await uow.collections.get(row.collection_id)
-        if collection is None or not collection.is_enabled:
-            return "disabled"
-        fields: dict[str, Any] = {
-            "run_id": run_id,
-            "collection_id": collection.id,
-            "endpoint_id": collection.endpoint_id,
-            "trigger_source": "schedule",
-            "requested_by": row.id,
-            "requested_at": nominal,
-        }
-        run = await uow.runs.enqueue(**fields)
-        if run is None:
-            skipped = await uow.runs.add(
-                **fields, status=RunStatus.SKIPPED, error=PREVIOUS_RUN_ACTIVE
-            )
-            await uow.outbox.add(self._skipped_event(skipped), source=self.source)
-            metrics.RUNS_FINISHED.labels(RunStatus.SKIPPED.value).inc()
-            return "skipped"
-        await uow.outbox.add(
-            CollectionRequested(
-                collection_id=collection.id,
-                run_id=run.id,
-                endpoint_id=collection.endpoint_id,
-                trigger_source="schedule",
-                requested_by=row.id,
-                requested_at=nominal,
-            ),
-            source=self.source,
-        )
-        return "queued"
-
-    @staticmethod
-    def _skipped_event(run: CollectionRun) -> RunCompleted:
-        assert run.collection_id is not None
-        return RunCompleted(
-            run_id=run.id,
-            collection_id=run.collection_id,
-            endpoint_id=run.endpoint_id,
-            status="SKIPPED",
-            trigger_source="schedule",
-            requested_at=run.requested_at,
-            completed_at=run.completed_at or utcnow(),
-            error=PREVIOUS_RUN_ACTIVE,
         )
