@@ -843,3 +843,46 @@ async def test_of_concurrent_deletes_of_a_collection_one_wins_and_one_deletion_i
     changes = [e for e in await outbox_events(CHANGED) if e["collection_id"] == scheduled["id"]]
     assert [e["deleted"] for e in changes] == [False, True]
     assert [e["status"] for e in await outbox_events(COMPLETED)] == ["CANCELLED"]
+
+
+# --- jitter -------------------------------------------------------------------------------------
+
+
+async def test_a_collection_takes_a_schedule_jitter_and_keeps_it_across_patches(
+    client: httpx.AsyncClient,
+    auth: Auth,
+    endpoint: dict[str, Any],
+    create_collection: Callable[..., Awaitable[dict[str, Any]]],
+    outbox_events: OutboxEvents,
+) -> None:
+    created = await create_collection(
+        endpoint["id"], schedule_cron="0 * * * *", schedule_jitter_s=90
+    )
+    assert created["schedule_jitter_s"] == 90
+    url = f"/collections/{created['id']}"
+
+    kept = await client.patch(url, json={"is_enabled": False}, headers=auth("admin"))
+    changed = await client.patch(url, json={"schedule_jitter_s": 5}, headers=auth("admin"))
+
+    assert kept.json()["schedule_jitter_s"] == 90
+    assert changed.json()["schedule_jitter_s"] == 5
+    announced = [e for e in await outbox_events(CHANGED) if e["collection_id"] == created["id"]]
+    assert [e["schedule_jitter_s"] for e in announced] == [90, 90, 5]
+
+
+@pytest.mark.parametrize("jitter", [-1, 86_401, "soon"])
+async def test_a_jitter_out_of_range_is_refused_naming_the_field(
+    client: httpx.AsyncClient,
+    auth: Auth,
+    endpoint: dict[str, Any],
+    expect_error: ExpectError,
+    jitter: Any,
+) -> None:
+    response = await client.post(
+        "/collections",
+        json={"endpoint_id": endpoint["id"], "schedule_jitter_s": jitter},
+        headers=auth("admin"),
+    )
+
+    error = expect_error(response, 422, "E_VALIDATION")
+    assert [d["loc"] for d in error["details"]] == [["body", "schedule_jitter_s"]]

@@ -423,6 +423,27 @@ async def test_an_endpoint_has_at_most_one_collection(gql: Gql, endpoint: dict[s
     assert body["data"] is None
 
 
+async def test_a_collection_schedule_jitter_is_set_kept_and_validated(
+    gql: Gql, endpoint: dict[str, Any], collection_id: str
+) -> None:
+    data(await gql(DELETE, {"id": collection_id}))
+    fields = "id scheduleJitterS"
+    create = CREATE.replace(COLLECTION_FIELDS, fields)
+    update = UPDATE.replace(COLLECTION_FIELDS, fields)
+
+    created = data(
+        await gql(create, {"input": {"endpointId": endpoint["id"], "scheduleJitterS": 45}})
+    )["createCollection"]
+    kept = data(await gql(update, {"id": created["id"], "input": {"isEnabled": False}}))
+    changed = data(await gql(update, {"id": created["id"], "input": {"scheduleJitterS": 0}}))
+    refused = await gql(update, {"id": created["id"], "input": {"scheduleJitterS": -5}})
+
+    assert created["scheduleJitterS"] == 45
+    assert kept["updateCollection"]["scheduleJitterS"] == 45
+    assert changed["updateCollection"]["scheduleJitterS"] == 0
+    assert code(refused) == "E_VALIDATION"
+
+
 async def test_create_collection_for_an_unknown_endpoint(gql: Gql) -> None:
     body = await gql(CREATE, {"input": {"endpointId": str(uuid.uuid4())}})
 

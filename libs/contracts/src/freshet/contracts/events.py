@@ -148,6 +148,7 @@ class CollectionChanged(Event):
     schedule_timezone: str = "UTC"
     is_enabled: bool = True
     deleted: bool = False
+    schedule_jitter_s: int = Field(default=0, ge=0)
     changed_at: datetime
 
 

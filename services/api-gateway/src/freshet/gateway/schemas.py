@@ -13,6 +13,7 @@ from freshet.catalog import Collection, CollectionRun, Dataset, DatasetEdge, End
 from freshet.catalog.endpoints import collection_cursor
 from freshet.catalog.models import Schedule
 from freshet.catalog.runs import run_cursor
+from freshet.catalog.schedules import MAX_JITTER_S
 from freshet.contracts import RunFilters
 
 PreviewPolicy = Literal["auto", "manual-only", "disabled"]
@@ -83,6 +84,12 @@ class CollectionCreate(BaseModel):
     )
     schedule_timezone: str = Field(default="UTC", max_length=64)
     is_enabled: bool = True
+    schedule_jitter_s: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_JITTER_S,
+        description="Each scheduled fire waits a deterministic 0..N seconds after its tick.",
+    )
 
 
 class CollectionUpdate(BaseModel):
@@ -93,6 +100,7 @@ class CollectionUpdate(BaseModel):
     schedule_cron: str | None = Field(default=None, max_length=120)
     schedule_timezone: str | None = Field(default=None, max_length=64)
     is_enabled: bool | None = None
+    schedule_jitter_s: int | None = Field(default=None, ge=0, le=MAX_JITTER_S)
 
 
 class TriggerRequest(BaseModel):
@@ -140,6 +148,7 @@ class CollectionOut(BaseModel):
     schedule_timezone: str
     is_enabled: bool
     schedule_id: str | None
+    schedule_jitter_s: int
     created_at: datetime
     updated_at: datetime
     next_fire_at: datetime | None = Field(description="When the scheduler fires next.")
@@ -167,6 +176,7 @@ COLLECTION_FIELDS = (
     "schedule_timezone",
     "is_enabled",
     "schedule_id",
+    "schedule_jitter_s",
     "created_at",
     "updated_at",
 )

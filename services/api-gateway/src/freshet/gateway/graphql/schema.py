@@ -242,6 +242,8 @@ class Mutation:
             data["schedule_timezone"] = input_.schedule_timezone
         if _given(input_.is_enabled):
             data["is_enabled"] = input_.is_enabled
+        if _given(input_.schedule_jitter_s):
+            data["schedule_jitter_s"] = input_.schedule_jitter_s
         body = _model(CollectionCreate, data)
         info.context.forget()
         async with info.context.write() as uow:
@@ -263,6 +265,7 @@ class Mutation:
             "schedule_cron": input_.schedule_cron,
             "schedule_timezone": input_.schedule_timezone,
             "is_enabled": input_.is_enabled,
+            "schedule_jitter_s": input_.schedule_jitter_s,
         }
         body = _model(
             CollectionUpdate, {k: v for k, v in sent.items() if v is not strawberry.UNSET}

@@ -97,6 +97,9 @@ class MetadataCollection:
         description='IANA time zone of the schedule, e.g. "Asia/Kolkata".'
     )
     is_enabled: bool = strawberry.field(description="A disabled collection never runs.")
+    schedule_jitter_s: int = strawberry.field(
+        description="Each scheduled fire waits a deterministic 0..N seconds after its tick."
+    )
     temporal_schedule_id: str | None = strawberry.field(
         description="Id of the schedule (`collection::<id>`) while a cron is set; "
         "null for manual-only collections."
@@ -128,6 +131,7 @@ class MetadataCollection:
             schedule_cron=c.schedule_cron,
             schedule_timezone=c.schedule_timezone,
             is_enabled=c.is_enabled,
+            schedule_jitter_s=c.schedule_jitter_s,
             temporal_schedule_id=c.schedule_id,
             created_at=c.created_at,
             updated_at=c.updated_at,
@@ -212,6 +216,11 @@ class CollectionCreateInput:
     is_enabled: bool | None = strawberry.field(
         default=True, description="null means the default (true)."
     )
+    schedule_jitter_s: int | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="Seconds (0..86400) each scheduled fire may wait after its tick; "
+        "absent or null = 0.",
+    )
 
 
 @strawberry.input(
@@ -227,5 +236,8 @@ class CollectionUpdateInput:
         default=strawberry.UNSET, description="IANA time zone; absent or null = unchanged."
     )
     is_enabled: bool | None = strawberry.field(
+        default=strawberry.UNSET, description="absent or null = unchanged."
+    )
+    schedule_jitter_s: int | None = strawberry.field(
         default=strawberry.UNSET, description="absent or null = unchanged."
     )

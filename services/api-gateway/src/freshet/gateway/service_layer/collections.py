@@ -32,6 +32,7 @@ async def announce(
             endpoint_id=collection.endpoint_id,
             schedule_cron=None if deleted else collection.schedule_cron,
             schedule_timezone=collection.schedule_timezone,
+            schedule_jitter_s=collection.schedule_jitter_s,
             is_enabled=collection.is_enabled and not deleted,
             deleted=deleted,
             changed_at=utcnow(),
@@ -100,6 +101,7 @@ async def create_collection(uow: UnitOfWork, caller: Caller, data: CollectionCre
         schedule_cron=data.schedule_cron,
         schedule_timezone=data.schedule_timezone,
         is_enabled=data.is_enabled,
+        schedule_jitter_s=data.schedule_jitter_s,
     )
     if collection is None:
         # A concurrent request created the endpoint's collection first.
@@ -129,7 +131,11 @@ async def update_collection(
     enabled = collection.is_enabled if data.is_enabled is None else data.is_enabled
     _check_schedule(caller, cron, timezone)
     await uow.collections.update(
-        collection, schedule_cron=cron, schedule_timezone=timezone, is_enabled=enabled
+        collection,
+        schedule_cron=cron,
+        schedule_timezone=timezone,
+        is_enabled=enabled,
+        schedule_jitter_s=data.schedule_jitter_s,
     )
     await announce(uow, caller, collection)
     await uow.commit()
