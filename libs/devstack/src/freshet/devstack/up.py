@@ -140,24 +140,37 @@ class Stack:
 
     def start_services(self) -> None:
         for name in self.services:
-            log = (self.data_dir / "logs" / f"{name}.log").open("ab")
-            self.processes[name] = subprocess.Popen(  # noqa: S603 - our own interpreter
-                [sys.executable, "-m", f"freshet.{name}"],
-                env=self.service_env(name),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C reaches the launcher only; it stops them in order
-                preexec_fn=die_with_parent,
-            )
-            log.close()
+            self.processes[name] = self._spawn(name, name, self.service_env(name))
         _write_private(
             self.data_dir / "processes.json",
             json.dumps({n: p.pid for n, p in self.processes.items()}),
         )
 
-    def wait_ready(self) -> None:
+    def start_replica(self, service: str, replica: str, port: int) -> None:
+        """Another process of `service` (the first is named after the service), e.g. a second
+        scheduler for high availability; it is stopped with the rest."""
+        self.ports[replica] = port
+        env = {**self.service_env(service), "FRESHET_HTTP_PORT": str(port)}
+        self.processes[replica] = self._spawn(service, replica, env)
+        self.wait_ready([replica])
+
+    def _spawn(self, service: str, log_name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        log = (self.data_dir / "logs" / f"{log_name}.log").open("ab")
+        try:
+            return subprocess.Popen(  # noqa: S603 - our own interpreter
+                [sys.executable, "-m", f"freshet.{service}"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches the launcher only; it stops them in order
+                preexec_fn=die_with_parent,
+            )
+        finally:
+            log.close()
+
+    def wait_ready(self, names: list[str] | None = None) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
-        pending = set(self.services)
+        pending = set(self.services if names is None else names)
         with httpx.Client(timeout=2.0) as http:
             while pending:
                 for name in list(pending):

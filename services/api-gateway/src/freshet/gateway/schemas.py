@@ -191,14 +191,18 @@ def loaded_schedule(c: Collection) -> Schedule | None:
 
 class ScheduleOut(BaseModel):
     id: str
-    kind: str
+    kind: str = Field(description="collection, preview-sweep or table-refresh.")
     collection_id: uuid.UUID | None
-    cron: str
+    dataset_id: uuid.UUID | None = Field(description="The cached table of a table-refresh.")
+    cron: str | None = Field(description="Cron in `timezone`; null for interval schedules.")
+    interval_s: int | None = Field(description="Seconds between ticks; null for cron ones.")
     timezone: str
+    jitter_s: int
     paused: bool
-    next_fire_at: datetime | None
+    next_fire_at: datetime | None = Field(description="The nominal time of the next tick.")
+    due_at: datetime | None = Field(description="When the next tick fires (after jitter).")
     last_fire_at: datetime | None
-    last_run_id: uuid.UUID | None
+    last_run_id: uuid.UUID | None = Field(description="The run or refresh the last tick made.")
     missed_ticks: int
     updated_at: datetime
 
