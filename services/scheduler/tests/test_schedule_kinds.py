@@ -22,7 +22,7 @@ from freshet.catalog.schedules import (
     scheduled_run_id,
     table_refresh_schedule_id,
 )
-from freshet.scheduler.actions import FireCollections, RefreshTables, SweepPreviews
+from freshet.scheduler.actions import Action, FireCollections, RefreshTables, SweepPreviews
 from freshet.scheduler.ticker import Ticker
 
 SOURCE = "/freshet/scheduler"
@@ -43,7 +43,7 @@ def clock() -> Clock:
 
 
 def make_ticker(db: Database, clock: Clock, **kwargs: Any) -> Ticker:
-    actions = {
+    actions: dict[str, Action] = {
         COLLECTION: FireCollections(SOURCE),
         PREVIEW_SWEEP: SweepPreviews(
             SOURCE, staleness=timedelta(hours=24), batch=kwargs.pop("sweep_batch", 100)
