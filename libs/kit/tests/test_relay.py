@@ -141,3 +141,32 @@ async def test_only_one_relay_leads(catalog_url: str, embedded_broker: EmbeddedB
             await relay.stop()
         await producer.stop()
         await db.dispose()
+
+
+async def test_events_another_process_commits_leave_on_its_notice_not_at_the_next_poll(
+    catalog_url: str, embedded_broker: EmbeddedBroker
+) -> None:
+    """The relay reads the outbox only when the database says something was committed (or at
+    its safety poll, set far beyond this test's patience here)."""
+    settings = Settings(
+        kafka_bootstrap=embedded_broker.bootstrap,
+        database_url=catalog_url,
+        relay_poll_interval_s=60,
+        relay_probe_interval_s=0.02,
+    )
+    await ensure_topics(embedded_broker.bootstrap)
+    relay_db, other_process = Database(catalog_url), Database(catalog_url)
+    producer = make_producer(settings, "relay-test")
+    await producer.start()
+    relay = OutboxRelay(settings, relay_db, producer, holder="test")
+    try:
+        await relay.start()
+        await eventually(lambda: asyncio.sleep(0, result=relay.is_leader))
+        await asyncio.sleep(0.5)  # past the first poll that every start makes
+        await write_events(other_process, [uuid.uuid4()], per_key=3)
+        await eventually(lambda: _zero(relay_db), timeout=5)
+    finally:
+        await relay.stop()
+        await producer.stop()
+        await relay_db.dispose()
+        await other_process.dispose()

@@ -6,7 +6,8 @@
         await uow.commit()
 
 Leaving the block without `commit()` rolls back. After a commit that wrote outbox rows, the
-process's outbox relay is woken so the events leave at once instead of at the next poll.
+process's outbox relay is woken so the events leave at once; on PostgreSQL the commit also
+notifies the relays of other processes (`outbox_notices`).
 `UnitOfWork(db, read_only=True)` is for reads: on SQLite it does not take the write lock, and
 it cannot commit.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Self
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from freshet.catalog.database import Database
@@ -24,6 +26,7 @@ from freshet.catalog.endpoints import CollectionRepository, EndpointRepository
 from freshet.catalog.inbox import InboxRepository
 from freshet.catalog.leases import LeaseRepository
 from freshet.catalog.outbox import OutboxRepository
+from freshet.catalog.outbox_notices import CHANNEL
 from freshet.catalog.runs import RunRepository
 from freshet.catalog.schedules import ScheduleRepository
 
@@ -68,6 +71,9 @@ class UnitOfWork:
     async def commit(self) -> None:
         if self.read_only:
             raise RuntimeError("a read-only unit of work cannot commit")
+        if self.outbox.added and self.db.dialect == "postgresql":
+            # Delivered at commit, to the relay of whichever process leads (outbox_notices).
+            await self.session.execute(text(f"NOTIFY {CHANNEL}"))
         await self.session.commit()
         if self.outbox.added:
             self.outbox.added = 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Iterable
 
@@ -57,16 +56,5 @@ async def ensure_topics(
                     [NewTopic(n, p, replication_factor) for n, p in missing.items()]
                 )
         return sorted(missing)
-    finally:
-        await admin.close()
-
-
-async def list_topics(bootstrap: str, timeout_s: float = 5.0) -> set[str]:
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
-    )
-    try:
-        await asyncio.wait_for(admin.start(), timeout_s)
-        return set(await asyncio.wait_for(admin.list_topics(), timeout_s))
     finally:
         await admin.close()

@@ -8,6 +8,11 @@ A row is marked published only after the broker acknowledged it (acks=all). If a
 the rows from the first failure on are sent again later, so nothing is lost and order per key
 holds; a consumer may see a duplicate, which its inbox absorbs.
 
+Events committed by this process wake the relay at once; those of other processes reach it as
+database notices (`freshet.catalog.outbox_notices`: LISTEN/NOTIFY on PostgreSQL, a cheap
+`PRAGMA data_version` probe on SQLite). The outbox itself is read only on a notice or every
+`relay_poll_interval_s` as a safety net, so an idle relay costs next to nothing.
+
 A broker that keeps nothing (the embedded Tansu) loses every topic on restart, including
 events that were acknowledged but not yet consumed. The relay notices that its topics are
 gone, recreates them, and sends again everything it published within the retention window.
@@ -26,9 +31,10 @@ from aiokafka import AIOKafkaProducer
 
 from freshet.catalog import Database, UnitOfWork
 from freshet.catalog.clock import utcnow
+from freshet.catalog.outbox_notices import OutboxNotices
 from freshet.contracts import all_topic_names
 from freshet.kit import metrics
-from freshet.kit.broker import ensure_topics, list_topics
+from freshet.kit.broker import ensure_topics
 from freshet.kit.redaction import describe_error
 from freshet.kit.settings import Settings
 
@@ -61,6 +67,9 @@ class OutboxRelay:
         self._backlog_at = -1e9
         self._failures = 0
         db.on_outbox_commit(self.wake)
+        self.notices = OutboxNotices(
+            db, self.wake, probe_interval_s=settings.relay_probe_interval_s
+        )
 
     @property
     def running(self) -> bool:
@@ -70,10 +79,12 @@ class OutboxRelay:
         self._wake.set()
 
     async def start(self) -> None:
+        await self.notices.start()
         self._task = asyncio.create_task(self._run(), name="outbox relay")
 
     async def stop(self) -> None:
         self._stopping = True
+        await self.notices.stop()
         self.wake()
         if self._task is not None:
             # One last pass so events committed just before shutdown leave now.
@@ -179,7 +190,9 @@ class OutboxRelay:
         return len(done)
 
     async def _check_topics(self) -> None:
-        existing = await list_topics(self.settings.kafka_bootstrap)
+        # The producer's own connection: a new admin client every check cost more CPU than
+        # everything else an idle relay does.
+        existing = (await self.producer.client.fetch_all_metadata()).topics()
         missing = [n for n in all_topic_names() if n not in existing]
         if not missing:
             return

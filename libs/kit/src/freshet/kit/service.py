@@ -62,8 +62,10 @@ class ServiceRuntime:
             raise RuntimeError(f"{self.name} is not started")
         return self._producer
 
-    def subscribe(self, topic: Topic, group: str, handler: Handler) -> None:
-        self.subscriptions.append(Subscription(topic, group, handler))
+    def subscribe(
+        self, topic: Topic, group: str, handler: Handler, *, fetch_max_wait_ms: int | None = None
+    ) -> None:
+        self.subscriptions.append(Subscription(topic, group, handler, fetch_max_wait_ms))
 
     def on_start(self, hook: Hook) -> None:
         self._on_start.append(hook)

@@ -40,10 +40,12 @@ class Settings(BaseSettings):
     graceful_timeout_s: float = 15.0
     session_timeout_ms: int = 10_000
 
-    # Outbox relay.
-    # A read on a deferred transaction: cheap, and it bounds the wait of events written by
-    # another process than the relay's (measured in bench: 50 ms -> 300 ms p50, 10 ms -> 181).
-    relay_poll_interval_s: float = 0.02
+    # Outbox relay. Commits wake it (in-process at once; other processes through database
+    # notices: LISTEN/NOTIFY on PostgreSQL, a PRAGMA data_version probe every
+    # relay_probe_interval_s on SQLite, which bounds the wait of another process's events).
+    # The outbox is also read every relay_poll_interval_s, in case a notice was lost.
+    relay_poll_interval_s: float = Field(default=1.0, gt=0)
+    relay_probe_interval_s: float = Field(default=0.05, gt=0)
     relay_batch_size: int = 500
     relay_lease_ttl_s: float = 10.0
     outbox_retention_hours: float = 24.0
@@ -64,6 +66,8 @@ class Settings(BaseSettings):
     max_concurrent_runs: int = Field(default=16, ge=1)
     # Ticks found later than this after downtime are counted as missed, not fired.
     schedule_catch_up_s: float = Field(default=60.0, ge=0)
+    # The scheduler must see a schedule change within a second, not within milliseconds.
+    scheduler_fetch_max_wait_ms: int = Field(default=500, ge=1)
     # Automatic previews after collection runs and from the sweep (endpoint policy still holds).
     preview_auto: bool = True
     # Previews older than this are stale: flagged in the API and UI, re-requested by the sweep.

@@ -47,7 +47,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await uow.schedules.set_interval(PREVIEW_SWEEP_ID, PREVIEW_SWEEP, interval, utcnow())
             await uow.commit()
 
-    runtime.subscribe(topic_for(CollectionChanged), "freshet-scheduler", on_change)
+    runtime.subscribe(
+        topic_for(CollectionChanged),
+        "freshet-scheduler",
+        on_change,
+        fetch_max_wait_ms=settings.scheduler_fetch_max_wait_ms,
+    )
     runtime.on_start(plan_preview_sweep)
     runtime.on_start(ticker.start)
     runtime.on_stop(ticker.stop)

@@ -58,6 +58,8 @@ SCHEDULES = Gauge(
 )
 
 Clock = Callable[[], datetime]
+# Counting schedules by state reads every row; the gauge need not be fresher than this.
+STATE_EXPORT_INTERVAL_S = 15.0
 
 
 class Ticker:
@@ -105,13 +107,22 @@ class Ticker:
         LEADER.set(0)
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        leading, renewed_at, exported_at = False, -1e9, -1e9
         while True:
             sleep_s = self.max_sleep_s
             try:
-                if await self._lead():
+                # A standby asks for the lease every loop; the leader renews a third into it.
+                if not leading or loop.time() - renewed_at >= self.lease_ttl.total_seconds() / 3:
+                    leading = await self._lead()
+                    renewed_at = loop.time()
+                if leading:
                     await self.tick()
-                    sleep_s = await self._until_next_due()
+                    export = loop.time() - exported_at >= STATE_EXPORT_INTERVAL_S
+                    sleep_s = await self._until_next_due(export_states=export)
+                    exported_at = loop.time() if export else exported_at
             except Exception as exc:
+                leading = False
                 log.warning("scheduler tick failed", error=describe_error(exc))
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
@@ -124,14 +135,16 @@ class Ticker:
         LEADER.set(1 if leading else 0)
         return leading
 
-    async def _until_next_due(self) -> float:
+    async def _until_next_due(self, *, export_states: bool) -> float:
         async with UnitOfWork(self.db, read_only=True) as uow:
             due = await uow.schedules.next_due_at()
-            for state, count in (await uow.schedules.count_by_state()).items():
-                SCHEDULES.labels(state).set(count)
+            if export_states:
+                for state, count in (await uow.schedules.count_by_state()).items():
+                    SCHEDULES.labels(state).set(count)
         if due is None:
             return self.max_sleep_s
-        # Renewing the lease bounds the sleep too (max_sleep_s well under the lease TTL).
+        # max_sleep_s bounds the sleep: schedules written by other processes (a table's refresh
+        # interval) are seen within it, and the lease is renewed in time (well under its TTL).
         return max(0.0, min(self.max_sleep_s, (due - self.clock()).total_seconds()))
 
     async def tick(self) -> int:
