@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -12,13 +13,13 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import collector_throughput, isolation, preview_latency
+from bench import collector_throughput, isolation, preview_latency, scheduler_fires
 from bench.report import render
 from bench.sources import create_one_table_source, create_two_table_source
 from bench.stack import BenchStack, catalog_kind, make_stack, postgres_catalog, stop_stack
@@ -67,6 +68,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--previews", type=int, default=30, help="trigger -> preview repetitions (30)"
+    )
+    parser.add_argument(
+        "--schedules", type=int, default=10_000, help="schedules of the scheduler scenario (10000)"
+    )
+    parser.add_argument(
+        "--schedule-minutes",
+        type=int,
+        default=3,
+        help="simulated minutes the schedules fire for, once a minute each (3)",
+    )
+    parser.add_argument(
+        "--fire-batch", type=int, default=500, help="ticks fired per transaction (500)"
     )
     parser.add_argument(
         "--poll-interval-ms",
@@ -224,6 +237,24 @@ def measure_isolation(args: argparse.Namespace, stack: BenchStack, _token: str) 
     )
 
 
+def measure_scheduler(args: argparse.Namespace, stack: BenchStack, _token: str) -> dict[str, Any]:
+    @contextlib.contextmanager
+    def fires_catalog(layout: str) -> Iterator[str]:
+        with postgres_catalog(args.postgres) as url:
+            yield url or f"sqlite:///{stack.data_dir / f'fires-{layout}.db'}"
+
+    return asyncio.run(
+        scheduler_fires.run(
+            stack,
+            fires_catalog=fires_catalog,
+            schedules=args.schedules,
+            minutes=args.schedule_minutes,
+            batch_size=args.fire_batch,
+            progress=say,
+        )
+    )
+
+
 BROKER_AND_COLLECTOR = "broker + collector"
 SCENARIOS: dict[str, Scenario] = {
     "collector": Scenario(
@@ -242,6 +273,9 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     "isolation": Scenario(
         "isolation", "isolation", ("collector",), BROKER_AND_COLLECTOR, measure_isolation
+    ),
+    "scheduler": Scenario(
+        "scheduler", "scheduler", ("scheduler",), "broker + scheduler", measure_scheduler
     ),
 }
 
@@ -304,6 +338,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "healthy": args.healthy,
             "hanging": args.hanging,
             "poll_interval_ms": args.poll_interval_ms,
+            "schedules": args.schedules,
+            "schedule_minutes": args.schedule_minutes,
             "scenarios": scenarios,
         },
         "data_dir": str(root),

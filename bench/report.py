@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench import scheduler_fires
+
 
 def _ms(summary: dict[str, Any], keys: tuple[str, ...] = ("p50", "p99")) -> str:
     if not summary or not summary.get("count"):
@@ -223,6 +225,9 @@ def render(results: dict[str, Any]) -> str:
     i = results.get("isolation")
     if i:
         out.extend(_isolation(i))
+
+    if results.get("scheduler"):
+        out.extend(scheduler_fires.report_lines(results["scheduler"]))
 
     if results.get("error"):
         add("")

@@ -18,6 +18,7 @@ deleted meanwhile) is fired again one schedule at a time, each in its own transa
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -204,17 +205,36 @@ class Ticker:
                     row.last_run_id = result.made_id
                     fired.append((row, due_at, result))
             await uow.commit()
+        self.record(fired, self.clock())
+        return len(fired)
+
+    def record(self, fired: Sequence[tuple[Schedule, datetime, Fired]], at: datetime) -> None:
+        """Count fires committed `at`; each with the time it was due, for its lateness.
+
+        One line per batch at INFO (a run's history already names the schedule and tick that
+        made it); one per fire at DEBUG.
+        """
+        outcomes: collections.Counter[str] = collections.Counter()
         for row, due_at, result in fired:
             FIRES.labels(row.kind, result.outcome).inc()
-            LATENESS.observe(max(0.0, (now - due_at).total_seconds()))
-            log.info(
+            LATENESS.observe(max(0.0, (at - due_at).total_seconds()))
+            outcomes[f"{row.kind}:{result.outcome}"] += 1
+            log.debug(
                 "schedule fired",
                 schedule_id=row.id,
-                nominal=(row.last_fire_at or now).isoformat(),
+                nominal=(row.last_fire_at or at).isoformat(),
                 made_id=str(result.made_id) if result.made_id else None,
                 outcome=result.outcome,
             )
-        return len(fired)
+        if fired:
+            latest = max(at - due_at for _, due_at, _ in fired)
+            log.info(
+                "schedules fired",
+                fired=len(fired),
+                outcomes=dict(outcomes),
+                max_lateness_s=round(latest.total_seconds(), 3),
+                schedule_id=fired[0][0].id if len(fired) == 1 else None,
+            )
 
     @staticmethod
     def _due_at(row: Schedule) -> datetime:
