@@ -38,7 +38,7 @@ from bench.stats import summary_ms
 from freshet.catalog import Database, RunStatus, UnitOfWork
 from freshet.catalog.migrate import migrate
 from freshet.catalog.models import Collection, CollectionRun, Endpoint, Schedule
-from freshet.catalog.schedules import COLLECTION, plan_next
+from freshet.catalog.schedules import COLLECTION, DueSchedule, plan_next
 from freshet.kit.logging import configure_logging
 from freshet.scheduler.actions import FireCollections, Fired
 from freshet.scheduler.ticker import Ticker
@@ -66,7 +66,7 @@ class MeasuredTicker(Ticker):
 
     lateness_s: list[float]
 
-    def record(self, fired: Sequence[tuple[Schedule, datetime, Fired]], at: datetime) -> None:
+    def record(self, fired: Sequence[tuple[DueSchedule, datetime, Fired]], at: datetime) -> None:
         super().record(fired, at)
         self.lateness_s.extend((at - due).total_seconds() for _, due, _ in fired)
 

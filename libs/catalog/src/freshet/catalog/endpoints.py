@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -84,6 +84,12 @@ class EndpointRepository:
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
+class CollectionState(NamedTuple):
+    id: uuid.UUID
+    endpoint_id: uuid.UUID
+    is_enabled: bool
+
+
 class CollectionRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -114,12 +120,18 @@ class CollectionRepository:
     async def get(self, collection_id: uuid.UUID) -> Collection | None:
         return await self.session.get(Collection, collection_id)
 
-    async def many(self, collection_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Collection]:
+    async def states(self, collection_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, CollectionState]:
+        """Whether each collection exists and is enabled (a scheduler batch asks this of
+        hundreds at once; plain values, not ORM objects with their schedule loaded)."""
         ids = list(collection_ids)
         if not ids:
             return {}
-        result = await self.session.execute(select(Collection).where(Collection.id.in_(ids)))
-        return {c.id: c for c in result.scalars()}
+        result = await self.session.execute(
+            select(Collection.id, Collection.endpoint_id, Collection.is_enabled).where(
+                Collection.id.in_(ids)
+            )
+        )
+        return {row.id: CollectionState(*row) for row in result}
 
     async def for_endpoint(self, endpoint_id: uuid.UUID) -> Collection | None:
         result = await self.session.execute(

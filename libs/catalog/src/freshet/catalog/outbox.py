@@ -9,13 +9,31 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from freshet.catalog.clock import utcnow
 from freshet.catalog.models import OutboxMessage
 from freshet.contracts import Event, encode, topic_for
+
+
+def outbox_values(
+    event: Event, source: str, correlation_id: str | None = None, event_id: str | None = None
+) -> dict[str, Any]:
+    """The columns of an event's outbox row: the encoded message, ready to send as it is."""
+    msg = encode(event, source=source, correlation_id=correlation_id, event_id=event_id)
+    headers = {k: v.decode() for k, v in msg.headers}
+    return {
+        "event_id": headers["ce_id"],
+        "event_type": event.event_type,
+        "topic": topic_for(event).name,
+        "key": msg.key.decode(),
+        "value": msg.value.decode(),
+        "headers": [[k, v] for k, v in headers.items()],
+        "created_at": utcnow(),
+    }
 
 
 class OutboxRepository:
@@ -31,32 +49,20 @@ class OutboxRepository:
         correlation_id: str | None = None,
         event_id: str | None = None,
     ) -> OutboxMessage:
-        row = self.stage(event, source=source, correlation_id=correlation_id, event_id=event_id)
-        await self.session.flush()
-        return row
-
-    def stage(
-        self,
-        event: Event,
-        *,
-        source: str,
-        correlation_id: str | None = None,
-        event_id: str | None = None,
-    ) -> OutboxMessage:
-        """The event's row in the session, inserted at the next flush (batches flush once)."""
-        msg = encode(event, source=source, correlation_id=correlation_id, event_id=event_id)
-        headers = {k: v.decode() for k, v in msg.headers}
-        row = OutboxMessage(
-            event_id=headers["ce_id"],
-            event_type=event.event_type,
-            topic=topic_for(event).name,
-            key=msg.key.decode(),
-            value=msg.value.decode(),
-            headers=[[k, v] for k, v in headers.items()],
-        )
+        row = OutboxMessage(**outbox_values(event, source, correlation_id, event_id))
         self.session.add(row)
+        await self.session.flush()
         self.added += 1
         return row
+
+    async def add_many(
+        self, events: Sequence[Event], *, source: str, correlation_id: str | None = None
+    ) -> None:
+        """Write many events in one statement (the scheduler's batched fires)."""
+        if events:
+            rows = [outbox_values(e, source, correlation_id) for e in events]
+            await self.session.execute(insert(OutboxMessage), rows)
+            self.added += len(rows)
 
     async def pending(self, limit: int) -> list[OutboxMessage]:
         result = await self.session.execute(

@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from freshet.catalog.endpoints import schedule_id_for
@@ -55,6 +58,43 @@ PREVIEW_SWEEP_ID = PREVIEW_SWEEP
 
 def table_refresh_schedule_id(dataset_id: uuid.UUID) -> str:
     return f"{TABLE_REFRESH}::{dataset_id}"
+
+
+class Timed(Protocol):
+    """What working out a schedule's ticks needs: a `Schedule` row or a `DueSchedule`."""
+
+    id: str
+    cron: str | None
+    interval_s: int | None
+    timezone: str
+    jitter_s: int
+    next_fire_at: datetime | None
+    due_at: datetime | None
+
+
+@dataclass
+class DueSchedule:
+    """A schedule as the ticker fires it: read under lock with its batch, changed in memory,
+    written back in one statement for the batch (no ORM objects on the hot path)."""
+
+    id: str
+    kind: str
+    collection_id: uuid.UUID | None
+    dataset_id: uuid.UUID | None
+    cron: str | None
+    interval_s: int | None
+    timezone: str
+    jitter_s: int
+    paused: bool
+    next_fire_at: datetime | None
+    due_at: datetime | None
+    last_fire_at: datetime | None
+    last_run_id: uuid.UUID | None
+    missed_ticks: int
+
+
+_DUE_COLUMNS = [Schedule.__table__.c[name] for name in DueSchedule.__dataclass_fields__]
+_FIRED_FIELDS = ("next_fire_at", "due_at", "last_fire_at", "last_run_id", "missed_ticks")
 
 
 class ScheduleError(ValueError):
@@ -135,8 +175,12 @@ def validate_interval(interval_s: int, *, min_interval: timedelta, field: str) -
         raise ScheduleError(field, f"must be at least {_words(min_interval)}")
 
 
+@lru_cache(maxsize=4096)
 def next_fire(cron: str, timezone: str, after: datetime) -> datetime:
-    """The first fire strictly after `after` (aware), as an aware datetime in `timezone`."""
+    """The first fire strictly after `after` (aware), as an aware datetime in `timezone`.
+
+    Cached: the schedules of a batch often share a cron and a tick (every "0 * * * *" one).
+    """
     zone = parse_timezone(timezone)
     return next(CronSim(cron, after.astimezone(zone)))
 
@@ -154,7 +198,7 @@ def next_interval_tick(schedule_id: str, interval_s: int, after: datetime) -> da
     return _EPOCH + timedelta(seconds=phase + k * interval_s)
 
 
-def next_tick(row: Schedule, after: datetime) -> datetime:
+def next_tick(row: Timed, after: datetime) -> datetime:
     """The schedule's first nominal tick strictly after `after`, in UTC."""
     if row.interval_s is not None:
         return next_interval_tick(row.id, row.interval_s, after)
@@ -171,7 +215,7 @@ def jitter_for(schedule_id: str, nominal: datetime, jitter_s: int) -> timedelta:
     return timedelta(milliseconds=millis)
 
 
-def plan_next(row: Schedule, after: datetime) -> None:
+def plan_next(row: Timed, after: datetime) -> None:
     """Move the schedule to its first tick after `after`, and when that tick is due."""
     row.next_fire_at = next_tick(row, after)
     row.due_at = row.next_fire_at + jitter_for(row.id, row.next_fire_at, row.jitter_s)
@@ -182,7 +226,7 @@ def scheduled_run_id(schedule_id: str, nominal: datetime) -> uuid.UUID:
     return uuid.uuid5(RUN_ID_NAMESPACE, f"{schedule_id}@{nominal.astimezone(UTC).isoformat()}")
 
 
-def ticks_between(row: Schedule, after: datetime, until: datetime) -> int:
+def ticks_between(row: Timed, after: datetime, until: datetime) -> int:
     """How many ticks of the schedule fall in (after, until]."""
     if row.interval_s is not None:
         first = next_interval_tick(row.id, row.interval_s, after)
@@ -215,6 +259,20 @@ class ScheduleRepository:
             stmt = stmt.with_for_update()
         return list((await self.session.execute(stmt)).scalars())
 
+    async def lock(self, schedule_ids: Iterable[str]) -> list[DueSchedule]:
+        """The schedules, locked until the transaction ends, as plain values."""
+        stmt = select(*_DUE_COLUMNS).where(Schedule.id.in_(list(schedule_ids))).with_for_update()
+        return [DueSchedule(**row._mapping) for row in await self.session.execute(stmt)]
+
+    async def save_fired(self, rows: Sequence[DueSchedule], now: datetime) -> None:
+        """Write back what firing changed, for the whole batch in one statement."""
+        if rows:
+            values = [
+                {"id": r.id, "updated_at": now, **{f: getattr(r, f) for f in _FIRED_FIELDS}}
+                for r in rows
+            ]
+            await self.session.execute(update(Schedule), values)
+
     async def for_collection(self, collection_id: uuid.UUID) -> Schedule | None:
         result = await self.session.execute(
             select(Schedule).where(Schedule.collection_id == collection_id)
@@ -224,14 +282,15 @@ class ScheduleRepository:
     async def all(self) -> list[Schedule]:
         return list((await self.session.execute(select(Schedule).order_by(Schedule.id))).scalars())
 
-    async def due(self, now: datetime, *, limit: int = 100) -> list[Schedule]:
+    async def due(self, now: datetime, *, limit: int = 100) -> list[tuple[str, datetime]]:
+        """(id, nominal tick) of unpaused schedules due by `now`, earliest due first."""
         result = await self.session.execute(
-            select(Schedule)
+            select(Schedule.id, Schedule.next_fire_at)
             .where(Schedule.paused.is_(False), Schedule.due_at <= now)
             .order_by(Schedule.due_at)
             .limit(limit)
         )
-        return list(result.scalars())
+        return [(row.id, row.next_fire_at) for row in result]
 
     async def next_due_at(self) -> datetime | None:
         result = await self.session.execute(

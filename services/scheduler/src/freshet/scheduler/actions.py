@@ -2,9 +2,9 @@
 
 An action gets the due schedules of its kind in one batch (the ticker has already checked that
 each is still due, unpaused and within the catch-up window) and says, per schedule id, what the
-tick did and the id of the run or refresh it made. Everything an action writes (runs, outbox
-rows) is staged in the session and flushed once for the batch: a thousand schedules sharing a
-cron fire in a few statements, not a few thousand.
+tick did and the id of the run or refresh it made. An action writes its runs and outbox rows
+with one statement per table for the whole batch: a thousand schedules sharing a cron fire in
+a few statements, not a few thousand.
 """
 
 from __future__ import annotations
@@ -13,15 +13,21 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
-from freshet.catalog import Collection, RunStatus, UnitOfWork
-from freshet.catalog.clock import utcnow
-from freshet.catalog.models import Schedule
-from freshet.catalog.schedules import scheduled_run_id
-from freshet.contracts import CollectionRequested, PreviewRequested, RefreshRequested, RunCompleted
+from freshet.catalog import RunStatus, UnitOfWork
+from freshet.catalog.endpoints import CollectionState
+from freshet.catalog.runs import run_values
+from freshet.catalog.schedules import DueSchedule, scheduled_run_id
+from freshet.contracts import (
+    CollectionRequested,
+    Event,
+    PreviewRequested,
+    RefreshRequested,
+    RunCompleted,
+)
 from freshet.kit import metrics
 
 log = structlog.get_logger("freshet.scheduler")
@@ -37,10 +43,10 @@ class Fired:
 
 
 class Action(Protocol):
-    async def __call__(self, uow: UnitOfWork, rows: Sequence[Schedule]) -> dict[str, Fired]: ...
+    async def __call__(self, uow: UnitOfWork, rows: Sequence[DueSchedule]) -> dict[str, Fired]: ...
 
 
-def _nominal(row: Schedule) -> datetime:
+def _nominal(row: DueSchedule) -> datetime:
     assert row.next_fire_at is not None
     return row.next_fire_at
 
@@ -53,13 +59,15 @@ class FireCollections:
 
     source: str
 
-    async def __call__(self, uow: UnitOfWork, rows: Sequence[Schedule]) -> dict[str, Fired]:
+    async def __call__(self, uow: UnitOfWork, rows: Sequence[DueSchedule]) -> dict[str, Fired]:
         run_ids = {row.id: scheduled_run_id(row.id, _nominal(row)) for row in rows}
         existing = await uow.runs.existing_ids(run_ids.values())
-        collections = await uow.collections.many(
+        collections = await uow.collections.states(
             row.collection_id for row in rows if row.collection_id is not None
         )
         busy = await uow.runs.collections_with_active_run(collections)
+        runs: list[dict[str, Any]] = []
+        events: list[Event] = []
         fired: dict[str, Fired] = {}
         for row in rows:
             run_id = run_ids[row.id]
@@ -69,26 +77,35 @@ class FireCollections:
             elif collection is None or not collection.is_enabled:
                 fired[row.id] = Fired("disabled", run_id)
             elif collection.id in busy:
-                self._skip(uow, row, collection, run_id)
+                self._skip(row, collection, run_id, runs, events)
                 fired[row.id] = Fired("skipped", run_id)
             else:
-                self._queue(uow, row, collection, run_id)
+                self._queue(row, collection, run_id, runs, events)
                 busy.add(collection.id)
                 fired[row.id] = Fired("queued", run_id)
+        await uow.runs.insert_many(runs)
+        await uow.outbox.add_many(events, source=self.source)
         return fired
 
+    @staticmethod
     def _queue(
-        self, uow: UnitOfWork, row: Schedule, collection: Collection, run_id: uuid.UUID
+        row: DueSchedule,
+        collection: CollectionState,
+        run_id: uuid.UUID,
+        runs: list[dict[str, Any]],
+        events: list[Event],
     ) -> None:
-        uow.runs.stage(
-            run_id=run_id,
-            collection_id=collection.id,
-            endpoint_id=collection.endpoint_id,
-            trigger_source="schedule",
-            requested_by=row.id,
-            requested_at=_nominal(row),
+        runs.append(
+            run_values(
+                run_id=run_id,
+                collection_id=collection.id,
+                endpoint_id=collection.endpoint_id,
+                trigger_source="schedule",
+                requested_by=row.id,
+                requested_at=_nominal(row),
+            )
         )
-        uow.outbox.stage(
+        events.append(
             CollectionRequested(
                 collection_id=collection.id,
                 run_id=run_id,
@@ -96,14 +113,18 @@ class FireCollections:
                 trigger_source="schedule",
                 requested_by=row.id,
                 requested_at=_nominal(row),
-            ),
-            source=self.source,
+            )
         )
 
+    @staticmethod
     def _skip(
-        self, uow: UnitOfWork, row: Schedule, collection: Collection, run_id: uuid.UUID
+        row: DueSchedule,
+        collection: CollectionState,
+        run_id: uuid.UUID,
+        runs: list[dict[str, Any]],
+        events: list[Event],
     ) -> None:
-        run = uow.runs.stage(
+        run = run_values(
             run_id=run_id,
             collection_id=collection.id,
             endpoint_id=collection.endpoint_id,
@@ -113,18 +134,18 @@ class FireCollections:
             status=RunStatus.SKIPPED,
             error=PREVIOUS_RUN_ACTIVE,
         )
-        uow.outbox.stage(
+        runs.append(run)
+        events.append(
             RunCompleted(
                 run_id=run_id,
                 collection_id=collection.id,
                 endpoint_id=collection.endpoint_id,
                 status="SKIPPED",
                 trigger_source="schedule",
-                requested_at=run.requested_at,
-                completed_at=run.completed_at or utcnow(),
+                requested_at=run["requested_at"],
+                completed_at=run["completed_at"],
                 error=PREVIOUS_RUN_ACTIVE,
-            ),
-            source=self.source,
+            )
         )
         metrics.RUNS_FINISHED.labels(RunStatus.SKIPPED.value).inc()
 
@@ -140,7 +161,7 @@ class SweepPreviews:
     batch: int
     auto: bool = True
 
-    async def __call__(self, uow: UnitOfWork, rows: Sequence[Schedule]) -> dict[str, Fired]:
+    async def __call__(self, uow: UnitOfWork, rows: Sequence[DueSchedule]) -> dict[str, Fired]:
         fired: dict[str, Fired] = {}
         for row in rows:
             if not self.auto:
@@ -152,16 +173,18 @@ class SweepPreviews:
                 for d in await uow.datasets.stale_previews(cutoff, limit=self.batch)
                 if not d.payload.get("previewOptOut")
             ]
-            for dataset in stale:
-                uow.outbox.stage(
+            await uow.outbox.add_many(
+                [
                     PreviewRequested(
                         dataset_id=dataset.id,
                         endpoint_id=dataset.endpoint_id,
                         refresh_source="schedule",
                         requested_by=row.id,
-                    ),
-                    source=self.source,
-                )
+                    )
+                    for dataset in stale
+                ],
+                source=self.source,
+            )
             log.info("preview sweep", requested=len(stale), cutoff=cutoff.isoformat())
             fired[row.id] = Fired("requested" if stale else "idle")
         return fired
@@ -174,8 +197,9 @@ class RefreshTables:
 
     source: str
 
-    async def __call__(self, uow: UnitOfWork, rows: Sequence[Schedule]) -> dict[str, Fired]:
+    async def __call__(self, uow: UnitOfWork, rows: Sequence[DueSchedule]) -> dict[str, Fired]:
         datasets = await uow.datasets.many(r.dataset_id for r in rows if r.dataset_id is not None)
+        events: list[Event] = []
         fired: dict[str, Fired] = {}
         for row in rows:
             dataset = datasets.get(row.dataset_id) if row.dataset_id else None
@@ -183,15 +207,15 @@ class RefreshTables:
                 fired[row.id] = Fired("gone")
                 continue
             refresh_id = scheduled_run_id(row.id, _nominal(row))
-            uow.outbox.stage(
+            events.append(
                 RefreshRequested(
                     endpoint_id=dataset.endpoint_id,
                     refresh_id=refresh_id,
                     tables=[f"{dataset.schema_name}.{dataset.name}"],
                     trigger_source="schedule",
                     requested_by=row.id,
-                ),
-                source=self.source,
+                )
             )
             fired[row.id] = Fired("requested", refresh_id)
+        await uow.outbox.add_many(events, source=self.source)
         return fired

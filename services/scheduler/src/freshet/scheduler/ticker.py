@@ -29,8 +29,7 @@ from sqlalchemy.exc import IntegrityError
 
 from freshet.catalog import Database, UnitOfWork
 from freshet.catalog.clock import utcnow
-from freshet.catalog.models import Schedule
-from freshet.catalog.schedules import COLLECTION, plan_next, ticks_between
+from freshet.catalog.schedules import COLLECTION, DueSchedule, plan_next, ticks_between
 from freshet.kit.redaction import describe_error
 from freshet.scheduler.actions import Action, FireCollections, Fired
 
@@ -154,10 +153,7 @@ class Ticker:
         fired = 0
         while True:
             async with UnitOfWork(self.db, read_only=True) as uow:
-                due = [
-                    (s.id, s.next_fire_at)
-                    for s in await uow.schedules.due(now, limit=self.batch_size)
-                ]
+                due = await uow.schedules.due(now, limit=self.batch_size)
             if not due:
                 return fired
             try:
@@ -182,12 +178,12 @@ class Ticker:
 
     async def _fire_batch(self, due: Sequence[tuple[str, datetime | None]], now: datetime) -> int:
         expected = dict(due)
-        fired: list[tuple[Schedule, datetime, Fired]] = []
+        fired: list[tuple[DueSchedule, datetime, Fired]] = []
         async with UnitOfWork(self.db) as uow:
-            rows = await uow.schedules.many(expected, for_update=True)
+            rows = await uow.schedules.lock(expected)
             # Changed, paused, deleted, or fired by another ticker since it was found due.
             live = [r for r in rows if not r.paused and r.next_fire_at == expected[r.id]]
-            by_kind: dict[str, list[Schedule]] = {}
+            by_kind: dict[str, list[DueSchedule]] = {}
             for row in live:
                 if now - self._due_at(row) > self.catch_up:
                     self._skip_missed(row, now)
@@ -204,11 +200,12 @@ class Ticker:
                     due_at = self._advance(row, now)
                     row.last_run_id = result.made_id
                     fired.append((row, due_at, result))
+            await uow.schedules.save_fired(live, now)
             await uow.commit()
         self.record(fired, self.clock())
         return len(fired)
 
-    def record(self, fired: Sequence[tuple[Schedule, datetime, Fired]], at: datetime) -> None:
+    def record(self, fired: Sequence[tuple[DueSchedule, datetime, Fired]], at: datetime) -> None:
         """Count fires committed `at`; each with the time it was due, for its lateness.
 
         One line per batch at INFO (a run's history already names the schedule and tick that
@@ -237,26 +234,24 @@ class Ticker:
             )
 
     @staticmethod
-    def _due_at(row: Schedule) -> datetime:
+    def _due_at(row: DueSchedule) -> datetime:
         assert row.next_fire_at is not None
         return row.due_at or row.next_fire_at
 
-    def _advance(self, row: Schedule, now: datetime) -> datetime:
+    def _advance(self, row: DueSchedule, now: datetime) -> datetime:
         """Record the tick as fired and plan the next; when the fired tick was due."""
         nominal, due_at = row.next_fire_at, self._due_at(row)
         assert nominal is not None
         row.last_fire_at = nominal
         plan_next(row, nominal)
-        row.updated_at = now
         return due_at
 
-    def _skip_missed(self, row: Schedule, now: datetime) -> None:
+    def _skip_missed(self, row: DueSchedule, now: datetime) -> None:
         first = row.next_fire_at
         assert first is not None
         missed = 1 + ticks_between(row, first, now)
         row.missed_ticks += missed
         plan_next(row, now)
-        row.updated_at = now
         MISSED.labels(row.kind).inc(missed)
         assert row.next_fire_at is not None
         log.warning(
