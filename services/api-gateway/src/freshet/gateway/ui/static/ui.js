@@ -42,6 +42,10 @@
       fresh = table.querySelector(el.tagName.toLowerCase()) || fresh;
     }
     var focused = el.contains(document.activeElement);
+    if (el.classList.contains("highlight")) {  // the run a trigger just made stays marked
+      fresh.classList.add("highlight");
+      fresh.setAttribute("aria-current", "true");
+    }
     el.replaceWith(fresh);
     fresh.classList.add("updated");
     if (focused) {
@@ -122,7 +126,7 @@
         var out = document.getElementById("test-result");
         button.disabled = true;
         out.textContent = "Testing…";
-        fetchHtml(form.action || window.location.href, {
+        fetchHtml(form.getAttribute("action") || window.location.href, {
           method: "POST", body: data, headers: { "X-CSRF-Token": csrf },
         }).then(function (html) { out.innerHTML = html; })
           .catch(function (e) { out.textContent = "The test could not run (" + e.message + ")."; })
@@ -137,7 +141,7 @@
         var button = form.querySelector("button");
         button.disabled = true;
         out.textContent = "Testing…";
-        fetchHtml(form.action, { method: "POST", body: new FormData(form), headers: { "X-CSRF-Token": csrf } })
+        fetchHtml(form.getAttribute("action"), { method: "POST", body: new FormData(form), headers: { "X-CSRF-Token": csrf } })
           .then(function (html) { out.innerHTML = html; })
           .catch(function (e) { out.textContent = "The test could not run (" + e.message + ")."; })
           .finally(function () { button.disabled = false; });
