@@ -8,6 +8,7 @@ at; the assertions are on the page's text, roles and state.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import uuid
@@ -45,13 +46,20 @@ CHROMIUM_FLAGS = [
 ]
 ZONE = "America/New_York"
 LIVE_TIMEOUT_MS = 45_000
+# What sticks out past the screen's right edge (to say why a page scrolls sideways).
+WIDER_THAN_SCREEN = """
+Array.from(document.querySelectorAll("body *"))
+  .filter(e => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1)
+  .slice(0, 8)
+  .map(e => e.tagName + "." + e.className)
+"""
 # The machine is shared: give pages and assertions time before calling them wrong.
 expect.set_options(timeout=15_000)
 
 
 @pytest.fixture(scope="session")
 async def chromium() -> AsyncIterator[Browser]:
-    if not CHROMIUM.exists():
+    if not os.access(CHROMIUM, os.X_OK):
         pytest.fail("Debian's chromium is missing: `make chromium` installs it")
     async with async_playwright() as pw:
         # `launch` gives the browser a fresh, temporary user-data dir of its own (a persistent
@@ -368,7 +376,7 @@ async def test_a_state_change_without_the_csrf_token_is_refused(
 
     without = await page.request.post(f"/ui/endpoints/{endpoint['id']}/trigger", form={})
     status = await page.evaluate(
-        """async (url) => (await fetch(url, {method: "POST", credentials: "same-origin"})).status""",
+        "async (url) => (await fetch(url, {method: 'POST', credentials: 'same-origin'})).status",
         f"/ui/endpoints/{endpoint['id']}/trigger",
     )
 
@@ -400,11 +408,7 @@ async def test_pages_work_by_keyboard_and_on_a_narrow_screen(
             overflow = await page.evaluate(
                 "document.documentElement.scrollWidth - document.documentElement.clientWidth"
             )
-            wide = await page.evaluate(
-                """Array.from(document.querySelectorAll('body *'))
-                  .filter(e => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1)
-                  .slice(0, 8).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))"""
-            )
+            wide = await page.evaluate(WIDER_THAN_SCREEN)
             assert overflow <= 1, f"{path} scrolls sideways by {overflow}px: {wide}"
             await shot(page, screenshots, name)
     finally:

@@ -152,7 +152,9 @@ async def test_a_page_asked_for_while_signed_out_leads_to_sign_in_and_back(
     assert response.status_code == 303
     assert response.headers["location"] == "/ui/sign-in?next=%2Fui%2Fruns%3Fstatus%3DFAILED"
     await ui.get(response.headers["location"])
-    signed = await ui.post("/ui/sign-in", {"token": tokens["viewer"], "next": "/ui/runs?status=FAILED"})
+    signed = await ui.post(
+        "/ui/sign-in", {"token": tokens["viewer"], "next": "/ui/runs?status=FAILED"}
+    )
     assert signed.headers["location"] == "/ui/runs?status=FAILED"
 
 
@@ -184,7 +186,10 @@ async def test_each_role_is_offered_only_what_it_may_do(
     open_ui: Open, create_endpoint: CreateEndpoint
 ) -> None:
     await sqlite_endpoint(create_endpoint)
-    pages = {role: (await (await open_ui(role)).get("/ui/endpoints")).text for role in ("viewer", "operator", "admin")}
+    pages = {
+        role: (await (await open_ui(role)).get("/ui/endpoints")).text
+        for role in ("viewer", "operator", "admin")
+    }
 
     assert "Trigger collection" not in pages["viewer"]
     assert "Add endpoint" not in pages["viewer"]
@@ -463,7 +468,10 @@ async def test_the_collection_page_shows_the_schedule_in_words_and_filters_runs(
     base = datetime(2026, 3, 1, 12, tzinfo=UTC)
     ids = await insert_runs(
         endpoint,
-        *[(base + timedelta(hours=i), RunStatus.SUCCEEDED if i % 3 else RunStatus.FAILED) for i in range(30)],
+        *[
+            (base + timedelta(hours=i), RunStatus.SUCCEEDED if i % 3 else RunStatus.FAILED)
+            for i in range(30)
+        ],
     )
     admin = await open_ui("admin")
     await admin.get(f"/ui/collections/{endpoint['collection_id']}")
@@ -476,7 +484,9 @@ async def test_the_collection_page_shows_the_schedule_in_words_and_filters_runs(
 
     page = (await admin.get(url)).text
     failed = (await admin.get(url, params={"status": "FAILED"})).text
-    window = (await admin.get(url, params={"from": "2026-03-01T14:00", "to": "2026-03-01T17:00"})).text
+    window = (
+        await admin.get(url, params={"from": "2026-03-01T14:00", "to": "2026-03-01T17:00"})
+    ).text
 
     assert "At 03:00, Monday through Friday" in page
     assert "Europe/Berlin" in page
@@ -490,7 +500,8 @@ async def test_the_collection_page_shows_the_schedule_in_words_and_filters_runs(
     assert older is not None
     second = (await admin.get(f"{url}?{older.group(1).replace('&amp;', '&')}")).text
     assert second.count('data-live="run:') == 5
-    assert ids[0] in second and ids[0] not in page.split("<tbody", 1)[1]
+    assert ids[0] in second
+    assert ids[0] not in page.split("<tbody", 1)[1]
 
 
 async def test_an_invalid_schedule_is_explained_and_not_saved(
@@ -510,7 +521,8 @@ async def test_an_invalid_schedule_is_explained_and_not_saved(
     assert 'value="* * * * *"' in response.text
     async with UnitOfWork(catalog, read_only=True) as uow:
         collection = await uow.collections.get(uuid.UUID(endpoint["collection_id"]))
-    assert collection is not None and collection.schedule_cron is None
+    assert collection is not None
+    assert collection.schedule_cron is None
 
 
 async def test_disabling_a_collection_removes_its_trigger_button(
@@ -564,7 +576,9 @@ async def test_times_are_shown_in_the_zone_the_browser_reports(
 # Datasets.
 
 
-async def set_preview(catalog: Database, dataset_id: str, sampled_at: datetime, **extra: Any) -> None:
+async def set_preview(
+    catalog: Database, dataset_id: str, sampled_at: datetime, **extra: Any
+) -> None:
     async with UnitOfWork(catalog) as uow:
         dataset = await uow.datasets.get(uuid.UUID(dataset_id), for_update=True)
         assert dataset is not None
@@ -598,13 +612,15 @@ async def test_the_dataset_page_shows_columns_keys_edges_and_the_cached_preview(
     assert f'href="/ui/datasets/{ids["customers"]}">public.customers' in page
     assert "Cached" in page
     assert "5 min ago" in page
-    assert "freshet-previewer" in page and "collection" in page
+    assert "freshet-previewer" in page
+    assert "collection" in page
     assert "truncated" in page
     assert 'class="clip"' in page
     assert 'class="null">NULL' in page
     assert "stale-banner" not in page
     customers = (await ui.get(f"/ui/datasets/{ids['customers']}")).text
-    assert "Referenced by" in customers and "public.orders" in customers
+    assert "Referenced by" in customers
+    assert "public.orders" in customers
     assert "No preview yet" in customers
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import and_, cast, exists, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.elements import ColumnElement
 
 from freshet.catalog.cursors import decode_cursor, encode_cursor
@@ -36,16 +38,17 @@ def dataset_cursor(dataset: Dataset) -> str:
 
 
 def _like_pattern(fragment: str) -> str:
-    escaped = (
-        fragment.replace(LIKE_ESCAPE, LIKE_ESCAPE * 2).replace("%", "\\%").replace("_", "\\_")
-    )
+    escaped = fragment.replace(LIKE_ESCAPE, LIKE_ESCAPE * 2).replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped.lower()}%"
 
 
-def _has_label(dialect: str, column: ColumnElement[object], label: str) -> ColumnElement[bool]:
+def _has_label(
+    dialect: str, column: InstrumentedAttribute[list[Any]], label: str
+) -> ColumnElement[bool]:
     """Whether a JSON list column holds `label` exactly, in the database's own JSON terms."""
     if dialect == "postgresql":
-        return column.op("@>")(cast(literal(json.dumps([label])), JSONB))  # type: ignore[no-any-return]
+        contains: ColumnElement[bool] = column.op("@>")(cast(literal(json.dumps([label])), JSONB))
+        return contains
     each = func.json_each(column).table_valued("value")
     return exists(select(literal(1)).select_from(each).where(each.c.value == label))
 

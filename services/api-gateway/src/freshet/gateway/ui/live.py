@@ -159,9 +159,9 @@ class LiveRuns:
                 if previous.get(run.id) != run.status:
                     self.publish(RunChange.of_run(run), "poll")
             for run_id in previous.keys() - current.keys():
-                run = await uow.runs.get(run_id)
-                if run is not None:
-                    self.publish(RunChange.of_run(run), "poll")
+                finished = await uow.runs.get(run_id)
+                if finished is not None:
+                    self.publish(RunChange.of_run(finished), "poll")
         return current
 
 

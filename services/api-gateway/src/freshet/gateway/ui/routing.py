@@ -82,8 +82,13 @@ def error_response(request: Request, exc: errors.ApiError) -> Response:
     return render(
         request,
         "error.html",
-        {"code": exc.code, "title": title, "advice": advice, "message": exc.message,
-         "details": details},
+        {
+            "code": exc.code,
+            "title": title,
+            "advice": advice,
+            "message": exc.message,
+            "details": details,
+        },
         status=exc.status,
     )
 

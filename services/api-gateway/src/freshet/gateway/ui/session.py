@@ -53,6 +53,7 @@ SIGN_INS = Counter(
     "freshet_ui_sign_ins_total", "Web UI sign-in attempts by outcome (ok, refused).", ["outcome"]
 )
 
+
 class CsrfRefused(errors.ApiError):
     code = "E_CSRF"
     status = 403

@@ -82,7 +82,10 @@ async def _rows(uow: UnitOfWork, only: uuid.UUID | None = None) -> list[Endpoint
     )
     return [
         EndpointRow(
-            e, by_endpoint.get(e.id), last.get(e.id), health_of(by_endpoint.get(e.id), finished.get(e.id))
+            e,
+            by_endpoint.get(e.id),
+            last.get(e.id),
+            health_of(by_endpoint.get(e.id), finished.get(e.id)),
         )
         for e in found
     ]
@@ -94,7 +97,9 @@ async def list_page(request: Request, uow: ReadUow, user: Viewer) -> Response:
 
 
 @router.get("/endpoints/{endpoint_id}/row")
-async def row_fragment(endpoint_id: uuid.UUID, request: Request, uow: ReadUow, user: Viewer) -> Response:
+async def row_fragment(
+    endpoint_id: uuid.UUID, request: Request, uow: ReadUow, user: Viewer
+) -> Response:
     """One row of the list, for live updates."""
     rows = await _rows(uow, endpoint_id)
     return render(request, "partials/endpoint_row.html", {"row": rows[0]}, user=user)
@@ -183,7 +188,9 @@ async def detail(endpoint_id: uuid.UUID, request: Request, uow: ReadUow, user: V
 
 
 @router.get("/endpoints/{endpoint_id}/edit")
-async def edit_form(endpoint_id: uuid.UUID, request: Request, uow: ReadUow, user: Admin) -> Response:
+async def edit_form(
+    endpoint_id: uuid.UUID, request: Request, uow: ReadUow, user: Admin
+) -> Response:
     endpoint = await endpoints.get_endpoint(uow, endpoint_id)
     return _form_page(request, user, Draft.of(endpoint), endpoint=endpoint)
 
@@ -222,12 +229,16 @@ async def delete(endpoint_id: uuid.UUID, request: Request, uow: Uow, user: Admin
     name = endpoint.name
     await endpoints.delete_endpoint(uow, caller_for(request, user.principal), endpoint_id)
     response = RedirectResponse("/ui/endpoints", 303)
-    set_flash(response, f"Endpoint {name} deleted with its collection, runs and datasets.", "success")
+    set_flash(
+        response, f"Endpoint {name} deleted with its collection, runs and datasets.", "success"
+    )
     return response
 
 
 @router.post("/endpoints/{endpoint_id}/test")
-async def test_stored(endpoint_id: uuid.UUID, request: Request, uow: Uow, user: Operator) -> Response:
+async def test_stored(
+    endpoint_id: uuid.UUID, request: Request, uow: Uow, user: Operator
+) -> Response:
     result = await endpoints.test_endpoint(uow, caller_for(request, user.principal), endpoint_id)
     if request.headers.get("x-requested-with") == "fetch":
         return render(request, "partials/test_result.html", {"test": result}, user=user)
@@ -263,4 +274,3 @@ async def trigger(endpoint_id: uuid.UUID, request: Request, uow: Uow, user: Oper
     response = RedirectResponse(f"/ui/collections/{run.collection_id}?run={run.id}#runs", 303)
     set_flash(response, "Collection triggered: the new run is queued.", "success")
     return response
-

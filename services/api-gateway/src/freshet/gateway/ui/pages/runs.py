@@ -62,7 +62,9 @@ class HistoryFilter:
         return urlencode({k: v for k, v in values.items() if v})
 
 
-def _read_filter(request: Request, clock: Clock, base: RunFilter) -> tuple[HistoryFilter, RunFilter]:
+def _read_filter(
+    request: Request, clock: Clock, base: RunFilter
+) -> tuple[HistoryFilter, RunFilter]:
     q = request.query_params
     shown = HistoryFilter(
         status=q.get("status", ""),
@@ -75,7 +77,8 @@ def _read_filter(request: Request, clock: Clock, base: RunFilter) -> tuple[Histo
     if shown.status:
         if shown.status not in RunStatus.__members__:
             raise errors.ValidationFailed(
-                "status is not a run status", details=[{"loc": ["query", "status"], "msg": "unknown status"}]
+                "status is not a run status",
+                details=[{"loc": ["query", "status"], "msg": "unknown status"}],
             )
         statuses = [RunStatus(shown.status)]
     try:
@@ -105,9 +108,7 @@ def _read_filter(request: Request, clock: Clock, base: RunFilter) -> tuple[Histo
     return shown, where
 
 
-async def _history(
-    request: Request, uow: UnitOfWork, base: RunFilter
-) -> dict[str, Any]:
+async def _history(request: Request, uow: UnitOfWork, base: RunFilter) -> dict[str, Any]:
     clock = Clock(viewer_zone(request), utcnow())
     shown, where = _read_filter(request, clock, base)
     try:
@@ -178,15 +179,24 @@ async def set_schedule(
     zone = str(form.get("timezone") or "").strip() or "UTC"
     change = CollectionUpdate(schedule_cron=cron or None, schedule_timezone=zone)
     try:
-        await collections.update_collection(uow, caller_for(request, user.principal), collection_id, change)
+        await collections.update_collection(
+            uow, caller_for(request, user.principal), collection_id, change
+        )
     except errors.ValidationFailed as exc:
         await uow.session.rollback()
         return await _collection_page(
-            request, uow, user, collection_id,
-            schedule_error=exc.message, typed={"cron": cron, "timezone": zone}, status=422,
+            request,
+            uow,
+            user,
+            collection_id,
+            schedule_error=exc.message,
+            typed={"cron": cron, "timezone": zone},
+            status=422,
         )
     response = RedirectResponse(f"/ui/collections/{collection_id}", 303)
-    set_flash(response, "Schedule saved." if cron else "Schedule removed: manual runs only.", "success")
+    set_flash(
+        response, "Schedule saved." if cron else "Schedule removed: manual runs only.", "success"
+    )
     return response
 
 
@@ -197,12 +207,17 @@ async def set_enabled(
     form = await request.form()
     enabled = form.get("enabled") == "true"
     await collections.update_collection(
-        uow, caller_for(request, user.principal), collection_id, CollectionUpdate(is_enabled=enabled)
+        uow,
+        caller_for(request, user.principal),
+        collection_id,
+        CollectionUpdate(is_enabled=enabled),
     )
     response = RedirectResponse(f"/ui/collections/{collection_id}", 303)
     set_flash(
         response,
-        "Collection enabled." if enabled else "Collection disabled: it takes no runs until enabled.",
+        "Collection enabled."
+        if enabled
+        else "Collection disabled: it takes no runs until enabled.",
         "success",
     )
     return response
@@ -228,7 +243,9 @@ async def runs_page(request: Request, uow: ReadUow, user: Viewer) -> Response:
     )
 
 
-async def _run_and_endpoint(uow: UnitOfWork, run_id: uuid.UUID) -> tuple[CollectionRun, Endpoint | None]:
+async def _run_and_endpoint(
+    uow: UnitOfWork, run_id: uuid.UUID
+) -> tuple[CollectionRun, Endpoint | None]:
     run = await runs.get_run(uow, run_id)
     return run, await uow.endpoints.get(run.endpoint_id)
 
