@@ -83,6 +83,19 @@ async def sqlite_endpoint(create_endpoint: CreateEndpoint, name: str = "shop") -
     )
 
 
+async def add_through_form(
+    ui: Browser, action: str, fields: dict[str, str], **headers: str
+) -> httpx.Response:
+    """Fill the new-endpoint form as the admin would and press Save or Test connection."""
+    await ui.get("/ui/endpoints/new")
+    return await ui.post("/ui/endpoints/new", {**fields, "action": action}, headers=headers)
+
+
+async def stored_endpoints(catalog: Database) -> list[Any]:
+    async with UnitOfWork(catalog, read_only=True) as uow:
+        return await uow.endpoints.all()
+
+
 async def runs_of(catalog: Database) -> list[Any]:
     async with UnitOfWork(catalog, read_only=True) as uow:
         return await uow.runs.find(limit=100)
@@ -344,10 +357,10 @@ async def test_an_admin_adds_an_endpoint_through_the_form(
     open_ui: Open, catalog: Database, tmp_path: Any
 ) -> None:
     ui = await open_ui("admin")
-    await ui.get("/ui/endpoints/new")
 
-    response = await ui.post(
-        "/ui/endpoints/new",
+    response = await add_through_form(
+        ui,
+        "save",
         {
             "name": "files-lake",
             "kind": "files",
@@ -356,7 +369,6 @@ async def test_an_admin_adds_an_endpoint_through_the_form(
             "config.postgres.host": "ignored-for-another-kind",
             "preview_policy": "manual-only",
             "labels": "lake, team:data",
-            "action": "save",
         },
     )
 
@@ -374,10 +386,10 @@ async def test_an_invalid_endpoint_form_is_shown_again_with_errors_and_no_secret
     open_ui: Open, catalog: Database, password: str
 ) -> None:
     ui = await open_ui("admin")
-    await ui.get("/ui/endpoints/new")
 
-    response = await ui.post(
-        "/ui/endpoints/new",
+    response = await add_through_form(
+        ui,
+        "save",
         {
             "name": "pg",
             "kind": "postgres",
@@ -385,7 +397,6 @@ async def test_an_invalid_endpoint_form_is_shown_again_with_errors_and_no_secret
             "config.postgres.port": "not-a-port",
             "secret_name_0": "password",
             "secret_value_0": password,
-            "action": "save",
         },
     )
 
@@ -393,34 +404,31 @@ async def test_an_invalid_endpoint_form_is_shown_again_with_errors_and_no_secret
     assert "was not saved" in response.text
     assert password not in response.text
     assert 'value="db.internal"' in response.text
-    async with UnitOfWork(catalog, read_only=True) as uow:
-        assert await uow.endpoints.all() == []
+    assert await stored_endpoints(catalog) == []
 
 
 async def test_testing_a_draft_reports_the_failure_without_saving_or_leaking(
     open_ui: Open, catalog: Database, password: str
 ) -> None:
     ui = await open_ui("admin")
-    await ui.get("/ui/endpoints/new")
 
-    response = await ui.post(
-        "/ui/endpoints/new",
+    response = await add_through_form(
+        ui,
+        "test",
         {
             "name": "missing",
             "kind": "sqlite",
             "config.sqlite.path": "/nowhere/at/all.db",
             "secret_name_0": "token",
             "secret_value_0": password,
-            "action": "test",
         },
-        headers={"X-Requested-With": "fetch"},
+        **{"X-Requested-With": "fetch"},
     )
 
     assert response.status_code == 200
     assert "Connection failed" in response.text
     assert password not in response.text
-    async with UnitOfWork(catalog, read_only=True) as uow:
-        assert await uow.endpoints.all() == []
+    assert await stored_endpoints(catalog) == []
 
 
 async def test_editing_keeps_secrets_left_empty_and_saves_the_rest(
