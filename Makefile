@@ -7,7 +7,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 # Tests spread over both cores; e2e modules keep their started processes per module.
 PYTEST_WORKERS ?= 2
 
-.PHONY: up test lint format bench install uv schemas clean
+.PHONY: up test lint format bench install uv schemas clean chromium
 
 uv:
 	@$(UV) --version >/dev/null 2>&1 || { echo "installing uv"; \
@@ -19,7 +19,14 @@ install: uv
 up: install
 	@$(UV) run --frozen --no-sync python -m freshet.devstack up
 
-test: install
+# The browser tests drive Debian's Chromium (Playwright cannot download a browser here).
+CHROMIUM ?= /usr/bin/chromium
+
+chromium:
+	@test -x $(CHROMIUM) || { echo "installing Debian's chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+test: install chromium
 	@$(UV) run --frozen --no-sync pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 lint: install

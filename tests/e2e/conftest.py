@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 from freshet.devstack.broker import free_port
 from freshet.devstack.testing import create_postgres_database, drop_postgres_database
 from freshet.devstack.up import SERVICES, Stack
+from freshet.kit.tokens import ROLES, new_token, token_entry
 
 # Never used by Freshet to log in (the local server trusts 127.0.0.1); it is there so the tests
 # can prove that a configured password never leaks into a response, an event or a log line.
@@ -28,6 +29,8 @@ class System:
     demo: Path
     pg_source: dict[str, object]
     logs: Path
+    # Tokens of the other roles, for the web UI's role tests (the admin's is `token`).
+    role_tokens: dict[str, str] = field(default_factory=dict)
 
     @property
     def gateway(self) -> str:
@@ -66,6 +69,17 @@ async def _make_pg_source(url: str) -> None:
         await conn.close()
 
 
+def _write_tokens(data_dir: Path) -> dict[str, str]:
+    """Tokens for every role, written where `Stack` looks before it makes its admin token."""
+    tokens = {role: new_token() for role in ROLES}
+    names = {"viewer": "e2e-viewer", "operator": "e2e-operator", "admin": "dev-admin"}
+    (data_dir / "admin-token").write_text(tokens["admin"] + "\n")
+    (data_dir / "api-tokens").write_text(
+        "".join(token_entry(tokens[r], r, names[r]) + "\n" for r in ROLES)
+    )
+    return tokens
+
+
 @pytest.fixture(
     scope="session", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
@@ -80,6 +94,7 @@ def system(
     source = create_postgres_database(postgres_server_url, prefix="freshet_source")
     asyncio.run(_make_pg_source(source))
     src = make_url(source)
+    role_tokens = _write_tokens(data_dir)
     stack = Stack(
         data_dir=data_dir,
         gateway_port=free_port(),
@@ -103,6 +118,7 @@ def system(
                 "schemas": ["shop"],
             },
             logs=data_dir / "logs",
+            role_tokens=role_tokens,
         )
     finally:
         stack.stop()

@@ -106,3 +106,9 @@ def test_invalid_config_does_not_echo_values_even_when_not_declared_secret() -> 
 def test_rejects_bad_timeouts(timeout_s: float) -> None:
     with pytest.raises(ConnectorError, match="timeout_s"):
         connector_for("sqlite", {"path": "x.db"}, {}, timeout_s=timeout_s)
+
+
+def test_every_kind_has_the_config_model_a_form_is_built_from() -> None:
+    from freshet.connectors import CONFIG_MODELS
+
+    assert tuple(CONFIG_MODELS) == KINDS

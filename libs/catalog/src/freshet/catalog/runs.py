@@ -294,6 +294,18 @@ class RunRepository:
         result = await self.session.execute(stmt.limit(first))
         return list(result.scalars())
 
+    async def latest_for_endpoints(
+        self, endpoint_ids: Iterable[uuid.UUID], *, statuses: Iterable[RunStatus] | None = None
+    ) -> dict[uuid.UUID, CollectionRun]:
+        """Each endpoint's newest run (of `statuses`), for overviews; one indexed read each."""
+        wanted = list(statuses) if statuses is not None else None
+        latest: dict[uuid.UUID, CollectionRun] = {}
+        for endpoint_id in endpoint_ids:
+            found = await self.page(RunFilter(endpoint_id=endpoint_id, statuses=wanted), first=1)
+            if found:
+                latest[endpoint_id] = found[0]
+        return latest
+
     async def _refresh(self, run_id: uuid.UUID) -> None:
         # Keep identity-mapped objects honest after a Core UPDATE.
         run = await self.session.get(CollectionRun, run_id)

@@ -7,10 +7,17 @@ whose message is safe to show and whose `transient` flag says whether a retry ma
 from freshet.connectors.connector import Connector
 from freshet.connectors.errors import ConnectorError, sanitise
 from freshet.connectors.models import ColumnInfo, ForeignKeyInfo, Sample, TableInfo
-from freshet.connectors.registry import KINDS, ConnectorFactory, connector_factory, connector_for
+from freshet.connectors.registry import (
+    CONFIG_MODELS,
+    KINDS,
+    ConnectorFactory,
+    connector_factory,
+    connector_for,
+)
 from freshet.connectors.values import json_safe
 
 __all__ = [
+    "CONFIG_MODELS",
     "KINDS",
     "ColumnInfo",
     "Connector",

@@ -53,6 +53,13 @@ _FACTORIES: dict[str, _Factory] = {
     "files": _files,
 }
 KINDS: tuple[str, ...] = tuple(_FACTORIES)
+# Each kind's config model: what a form for it asks (the web UI builds its fields from these).
+CONFIG_MODELS: dict[str, type[BaseModel]] = {
+    "postgres": PostgresConfig,
+    "sqlite": SqliteConfig,
+    "duckdb": DuckdbConfig,
+    "files": FilesConfig,
+}
 
 
 def connector_for(

@@ -260,6 +260,7 @@ def main() -> int:
         out.write(
             "\nFreshet is up.\n"
             f"  gateway        {stack.gateway_url}\n"
+            f"  web UI         {stack.gateway_url}/ui/\n"
             f"  API docs       {stack.gateway_url}/docs\n"
             f"  GraphQL        {stack.gateway_url}/graphql\n"
             f"  admin token    {token}\n"

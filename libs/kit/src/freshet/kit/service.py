@@ -15,6 +15,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from types import FrameType
 from typing import Any
 
 import structlog
@@ -54,6 +55,8 @@ class ServiceRuntime:
         self.consumers: list[Consumer] = []
         self._on_start: list[Hook] = []
         self._on_stop: list[Hook] = []
+        self._on_exit_requested: list[Callable[[], None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.started = False
 
     @property
@@ -73,8 +76,22 @@ class ServiceRuntime:
     def on_stop(self, hook: Hook) -> None:
         self._on_stop.append(hook)
 
+    def on_exit_requested(self, hook: Callable[[], None]) -> None:
+        """Run `hook` in the event loop as soon as a stop is asked for (SIGTERM, Ctrl-C),
+        before the server waits for open connections: for responses that never end by
+        themselves (server-sent events), which would otherwise hold the stop up."""
+        self._on_exit_requested.append(hook)
+
+    def request_exit(self) -> None:
+        """Called from a signal handler: hand the hooks to the loop, thread-safely."""
+        if self._loop is None:
+            return
+        for hook in self._on_exit_requested:
+            self._loop.call_soon_threadsafe(hook)
+
     async def start(self) -> None:
         configure_logging(self.name, self.settings.log_level, self.settings.log_format)
+        self._loop = asyncio.get_running_loop()
         log.info(
             "starting",
             database=redact(str(self.db.url)),
@@ -174,6 +191,19 @@ class ServiceRuntime:
         return app
 
 
+class _Server(uvicorn.Server):
+    """Tells the app's runtime when a stop is asked for (see `on_exit_requested`)."""
+
+    def __init__(self, config: uvicorn.Config, runtime: ServiceRuntime | None) -> None:
+        super().__init__(config)
+        self.runtime = runtime
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        if self.runtime is not None:
+            self.runtime.request_exit()
+
+
 def serve(app: FastAPI, settings: Settings) -> None:
     """Run the app until SIGINT/SIGTERM; uvicorn then runs the lifespan shutdown."""
     config = uvicorn.Config(
@@ -185,4 +215,4 @@ def serve(app: FastAPI, settings: Settings) -> None:
         timeout_graceful_shutdown=int(settings.graceful_timeout_s),
         lifespan="on",
     )
-    uvicorn.Server(config).run()
+    _Server(config, getattr(app.state, "runtime", None)).run()

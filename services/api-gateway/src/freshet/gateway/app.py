@@ -5,7 +5,7 @@ from __future__ import annotations
 import structlog
 from fastapi import FastAPI
 
-from freshet.gateway import errors, http_observability
+from freshet.gateway import errors, http_observability, ui
 from freshet.gateway.auth import TokenStore
 from freshet.gateway.body_limit import BodyLimit
 from freshet.gateway.graphql import graphql_router
@@ -51,4 +51,5 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     ):
         app.include_router(router)
     app.include_router(graphql_router())
+    ui.install(app, runtime, settings)
     return app

@@ -61,13 +61,31 @@ async def get_principal(
     return principal
 
 
+def check_role(principal: Principal, role: Role) -> Principal:
+    """The principal if its role is at least `role`; E_ROLE_FORBIDDEN otherwise."""
+    if principal.role < role:
+        raise errors.RoleForbidden(f"this needs the {role.name} role")
+    return principal
+
+
 def require(role: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
     async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
-        if principal.role < role:
-            raise errors.RoleForbidden(f"this needs the {role.name} role")
-        return principal
+        return check_role(principal, role)
 
     return check
+
+
+def caller_for(request: Request, principal: Principal) -> Caller:
+    """Who asks (already authorised) and how the events of their request are stamped."""
+    runtime: ServiceRuntime = request.app.state.runtime
+    settings: GatewaySettings = request.app.state.settings
+    return Caller(
+        principal=principal,
+        source=runtime.source,
+        correlation_id=get_correlation_id(request),
+        settings=settings,
+        secret_box=get_secret_box(request),
+    )
 
 
 def caller_with(role: Role) -> Callable[..., Coroutine[Any, Any, Caller]]:
@@ -78,15 +96,7 @@ def caller_with(role: Role) -> Callable[..., Coroutine[Any, Any, Caller]]:
         request: Request,
         principal: Principal = Depends(require(role)),  # noqa: B008
     ) -> Caller:
-        runtime: ServiceRuntime = request.app.state.runtime
-        settings: GatewaySettings = request.app.state.settings
-        return Caller(
-            principal=principal,
-            source=runtime.source,
-            correlation_id=get_correlation_id(request),
-            settings=settings,
-            secret_box=get_secret_box(request),
-        )
+        return caller_for(request, principal)
 
     return build
 

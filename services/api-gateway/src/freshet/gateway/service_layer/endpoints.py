@@ -115,12 +115,11 @@ async def get_endpoint(uow: UnitOfWork, endpoint_id: uuid.UUID) -> Endpoint:
     return endpoint
 
 
-async def update_endpoint(
-    uow: UnitOfWork, caller: Caller, endpoint_id: uuid.UUID, data: EndpointUpdate
-) -> tuple[Endpoint, Collection | None]:
-    """Change what was sent; the whole result is validated as a new endpoint would be."""
-    endpoint = await get_endpoint(uow, endpoint_id)
-    sent = data.model_fields_set
+def _changed_settings(
+    caller: Caller, endpoint: Endpoint, data: EndpointUpdate
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The config and secrets the endpoint would have after `data`, validated as a new
+    endpoint's would be."""
     refuse_nul(data.labels, ["body", "labels"])
     secrets = caller.secret_box.decrypt(endpoint.secret_ciphertext)
     if data.secrets is not None:
@@ -130,6 +129,7 @@ async def update_endpoint(
             else:
                 secrets[name] = value
     config = data.config if data.config is not None else dict(endpoint.config)
+    sent = data.model_fields_set
     ingest = data.ingest_command if "ingest_command" in sent else endpoint.ingest_command
     validate_endpoint(
         caller,
@@ -138,6 +138,16 @@ async def update_endpoint(
         secrets=secrets,
         ingest_command=[str(a) for a in ingest] if ingest else None,
     )
+    return config, secrets
+
+
+async def update_endpoint(
+    uow: UnitOfWork, caller: Caller, endpoint_id: uuid.UUID, data: EndpointUpdate
+) -> tuple[Endpoint, Collection | None]:
+    """Change what was sent; the whole result is validated as a new endpoint would be."""
+    endpoint = await get_endpoint(uow, endpoint_id)
+    sent = data.model_fields_set
+    config, secrets = _changed_settings(caller, endpoint, data)
     if data.name is not None and data.name != endpoint.name:
         if await uow.endpoints.get_by_name(data.name) is not None:
             raise errors.EndpointNameTaken(f"an endpoint named {data.name!r} exists")
@@ -214,3 +224,15 @@ async def test_new_endpoint(caller: Caller, data: EndpointCreate) -> ConnectionT
     """Test settings before they are saved (the UI's "Test connection")."""
     validate_new_endpoint(caller, data)
     return await test_connection(caller, data.kind, data.config, data.secrets)
+
+
+async def test_endpoint_change(
+    uow: UnitOfWork, caller: Caller, endpoint_id: uuid.UUID, data: EndpointUpdate
+) -> ConnectionTestOut:
+    """Test the settings an endpoint would have after `data`, before saving them (the UI's
+    "Test connection" while editing; secrets not sent are the stored ones)."""
+    endpoint = await get_endpoint(uow, endpoint_id)
+    config, secrets = _changed_settings(caller, endpoint, data)
+    kind = endpoint.kind
+    await uow.session.close()
+    return await test_connection(caller, kind, config, secrets)

@@ -1,0 +1,56 @@
+"""The web UI: server-rendered pages on the gateway, under /ui.
+
+Pages call the same service layer as REST and GraphQL (`freshet.gateway.service_layer`) and
+its errors become pages (`routing.UiRoute`). `install(app)` adds the pages, the static files
+and the live-update feed to the gateway app. How to add a page: docs/architecture.md, "Web UI".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+from freshet.contracts import RunCompleted, topic_for
+from freshet.gateway import errors
+from freshet.gateway.settings import GatewaySettings
+from freshet.gateway.ui import live
+from freshet.gateway.ui.pages import auth, datasets, endpoints, runs
+from freshet.gateway.ui.rendering import STATIC
+from freshet.gateway.ui.routing import ui_router
+from freshet.kit.service import ServiceRuntime
+
+fallback = ui_router()
+
+
+@fallback.api_route("/{rest:path}", methods=["GET", "POST"])
+async def not_found(rest: str) -> Response:
+    """Any other address under /ui: a page, not the API's JSON 404."""
+    raise errors.NotFound(f"no page at /ui/{rest}")
+
+
+def install(app: FastAPI, runtime: ServiceRuntime, settings: GatewaySettings) -> None:
+    hub = live.LiveRuns(runtime.db, settings.ui_live_poll_s)
+    app.state.live_runs = hub
+    runtime.subscribe(topic_for(RunCompleted), live.GROUP, hub.on_run_completed)
+    runtime.on_exit_requested(hub.close)
+    runtime.on_stop(_closer(hub))
+
+    @app.get("/", include_in_schema=False)
+    async def root(_request: Request) -> Response:
+        """Browsers opening the gateway's address land in the UI."""
+        return RedirectResponse("/ui/", 307)
+
+    app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
+    for module in (auth, endpoints, runs, datasets, live):
+        app.include_router(module.router)
+    app.include_router(fallback)
+
+
+def _closer(hub: live.LiveRuns) -> Callable[[], Awaitable[None]]:
+    async def close() -> None:
+        hub.close()
+
+    return close
