@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from freshet.catalog.clock import utcnow
 from freshet.catalog.models import OutboxMessage
 from freshet.contracts import Event, encode, topic_for
+
+# Batches write through Core: the ORM's bulk path costs more than the statement itself.
+OUTBOX = cast(Table, OutboxMessage.__table__)
 
 
 def outbox_values(
@@ -61,7 +64,7 @@ class OutboxRepository:
         """Write many events in one statement (the scheduler's batched fires)."""
         if events:
             rows = [outbox_values(e, source, correlation_id) for e in events]
-            await self.session.execute(insert(OutboxMessage), rows)
+            await self.session.execute(insert(OUTBOX), rows)
             self.added += len(rows)
 
     async def pending(self, limit: int) -> list[OutboxMessage]:
