@@ -141,7 +141,7 @@ class Consumer:
         failures = 0
         while not self._stopping:
             try:
-                batches = await kafka.getmany(timeout_ms=200, max_records=200)
+                batches = await kafka.getmany(timeout_ms=1000, max_records=200)
                 failures = 0
             except asyncio.CancelledError:
                 raise
