@@ -179,7 +179,7 @@ class OutboxRelay:
         return len(done)
 
     async def _check_topics(self) -> None:
-        existing = await list_topics(self.settings.kafka_bootstrap)
+        existing = await list_topics(self.settings.kafka_bootstrap, settings=self.settings)
         missing = [n for n in all_topic_names() if n not in existing]
         if not missing:
             return
@@ -187,6 +187,7 @@ class OutboxRelay:
         await ensure_topics(
             self.settings.kafka_bootstrap,
             replication_factor=self.settings.topic_replication_factor,
+            settings=self.settings,
         )
         if len(missing) == len(all_topic_names()):
             # Every topic gone: the broker lost its state. Events it acknowledged may never
