@@ -34,7 +34,7 @@ def test_tls_parameters_leave_the_url_and_become_the_ssl_argument(tls: dict[str,
     assert context.check_hostname is True
     assert context.verify_mode == ssl.CERT_REQUIRED
     assert any(
-        dict(x[0] for x in c["subject"]) == {"commonName": "freshet test CA"}
+        {x[0][0]: x[0][1] for x in c["subject"]} == {"commonName": "freshet test CA"}
         for c in context.get_ca_certs()
     )
 

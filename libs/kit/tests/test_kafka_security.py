@@ -87,7 +87,9 @@ def test_plaintext_is_the_default_and_adds_nothing() -> None:
     }
 
 
-async def test_sasl_ssl_options_reach_the_producer_and_consumer_clients(tls: dict[str, Path]) -> None:
+async def test_sasl_ssl_options_reach_the_producer_and_consumer_clients(
+    tls: dict[str, Path],
+) -> None:
     settings = Settings(
         kafka_bootstrap="k1:9093,k2:9093",
         kafka_security_protocol="SASL_SSL",
@@ -107,7 +109,7 @@ async def test_sasl_ssl_options_reach_the_producer_and_consumer_clients(tls: dic
     assert isinstance(context, ssl.SSLContext)
     assert context.check_hostname is False
     assert context.verify_mode == ssl.CERT_REQUIRED
-    subjects = [dict(x[0] for x in c["subject"]) for c in context.get_ca_certs()]
+    subjects = [{x[0][0]: x[0][1] for x in c["subject"]} for c in context.get_ca_certs()]
     assert {"commonName": "freshet test CA"} in subjects
     options = kafka_client_options(settings)
     assert options["bootstrap_servers"] == "k1:9093,k2:9093"

@@ -264,8 +264,6 @@ def make_tls_files(folder: Path, host: str = "127.0.0.1") -> dict[str, Path]:
     files["other_ca"].write_bytes(other_cert.public_bytes(pem))
     files["cert"].write_bytes(cert.public_bytes(pem))
     files["key"].write_bytes(
-        key.private_bytes(
-            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     return files

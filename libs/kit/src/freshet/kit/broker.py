@@ -20,7 +20,7 @@ from freshet.kit.settings import Settings
 def kafka_ssl_context(settings: Settings) -> ssl.SSLContext:
     """TLS for the broker connections: the CA file (or the system's store), a client
     certificate when one is configured (mutual TLS), hostname checks unless turned off."""
-    context = create_ssl_context(
+    context: ssl.SSLContext = create_ssl_context(
         cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None,
         certfile=str(settings.kafka_ssl_certfile) if settings.kafka_ssl_certfile else None,
         keyfile=str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
