@@ -20,7 +20,7 @@ async def scheduled(client: httpx.AsyncClient, auth: Any, create_endpoint: Any) 
         headers=auth("admin"),
     )
     assert response.status_code == 200, response.text
-    return endpoint
+    return dict(endpoint)
 
 
 async def sync(catalog: Database, collection_id: str) -> None:
