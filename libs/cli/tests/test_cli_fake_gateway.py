@@ -75,7 +75,7 @@ def gateway() -> Iterator[FakeGateway]:
             self.end_headers()
             self.wfile.write(data)
 
-        do_GET = do_POST = _any  # noqa: N815 - http.server's names
+        do_GET = do_POST = _any
 
         def log_message(self, *_args: Any) -> None:
             pass
@@ -131,7 +131,7 @@ def test_previews_of_an_endpoint_request_every_dataset_and_report_each(
     result = run(gateway, "previews", "refresh-endpoint", "shop db")
 
     assert result.exit_code == 1  # one failed
-    listing = [s for s in gateway.seen if s.path == "/datasets"][0]
+    listing = next(s for s in gateway.seen if s.path == "/datasets")
     assert listing.query["endpoint_id"] == ["e-1"]
     posted = [s.path for s in gateway.seen if s.method == "POST"]
     assert posted == ["/datasets/d-1/preview", "/datasets/d-2/preview"]
@@ -150,7 +150,7 @@ def test_refresh_of_one_table_uses_the_table_route_with_its_options(gateway: Fak
 
     # The name and the schema are sent encoded, so no name can change the path.
     assert result.exit_code == 0, result.output
-    post = [s for s in gateway.seen if s.method == "POST"][0]
+    post = next(s for s in gateway.seen if s.method == "POST")
     assert post.query == {"async": ["true"], "force": ["true"]}
     assert "r-9" in result.output
 
@@ -174,7 +174,7 @@ def test_refresh_of_an_endpoint_posts_the_tables_and_concurrency(gateway: FakeGa
     )
 
     assert result.exit_code == 0, result.output
-    post = [s for s in gateway.seen if s.method == "POST"][0]
+    post = next(s for s in gateway.seen if s.method == "POST")
     assert post.body == {"tables": ["shop.a", "shop.b"], "concurrency": 3}
     assert post.query == {}
 
@@ -221,7 +221,7 @@ def test_retry_triggers_the_runs_collection_with_its_filters(gateway: FakeGatewa
     result = run(gateway, "runs", "retry", "r-1")
 
     assert result.exit_code == 0, result.output
-    post = [s for s in gateway.seen if s.method == "POST"][0]
+    post = next(s for s in gateway.seen if s.method == "POST")
     assert post.body == {"filters": filters}
     assert "r-2" in result.output
 
