@@ -45,8 +45,10 @@ async def test_gauges_show_stuck_runs_and_each_endpoints_recent_outcomes(
 
         queued = sample("freshet_collection_run_oldest_active_seconds", status="QUEUED")
         running = sample("freshet_collection_run_oldest_active_seconds", status="RUNNING")
-        assert queued is not None and 299 <= queued < 330
-        assert running is not None and 99 <= running < 130
+        assert queued is not None
+        assert 299 <= queued < 330
+        assert running is not None
+        assert 99 <= running < 130
         assert sample("freshet_endpoint_runs_recent", endpoint="shop", status="SUCCEEDED") == 1
         assert sample("freshet_endpoint_runs_recent", endpoint="shop", status="FAILED") == 1
         assert sample("freshet_endpoint_last_run_duration_seconds", endpoint="shop") == 5
