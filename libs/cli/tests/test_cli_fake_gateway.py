@@ -210,7 +210,7 @@ def test_gateway_errors_print_code_and_details_and_exit_1(gateway: FakeGateway) 
 
 
 def test_retry_triggers_the_runs_collection_with_its_filters(gateway: FakeGateway) -> None:
-    filters = {"schemas": ["shop"], "tables": ["orders"]}
+    filters = {"include_schemas": ["shop"], "include_tables": ["orders"]}
     gateway.answer(
         "GET", "/runs/r-1", 200, {"id": "r-1", "collection_id": "c-1", "filters": filters}
     )

@@ -148,7 +148,7 @@ def endpoint_name(ctx: typer.Context, ref: str) -> str:
 Wait = Annotated[bool, typer.Option("--wait", help="Wait until the run finishes.")]
 WaitTimeout = Annotated[float, typer.Option(help="Seconds --wait waits at most.")]
 Filters = Annotated[
-    str | None, typer.Option(help='Run filters as JSON, e.g. \'{"schemas": ["shop"]}\'.')
+    str | None, typer.Option(help='Run filters as JSON, e.g. \'{"include_tables": ["orders"]}\'.')
 ]
 
 
