@@ -140,24 +140,38 @@ class Stack:
 
     def start_services(self) -> None:
         for name in self.services:
-            log = (self.data_dir / "logs" / f"{name}.log").open("ab")
-            self.processes[name] = subprocess.Popen(  # noqa: S603 - our own interpreter
-                [sys.executable, "-m", f"freshet.{name}"],
-                env=self.service_env(name),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C reaches the launcher only; it stops them in order
-                preexec_fn=die_with_parent,
-            )
-            log.close()
+            self.processes[name] = self._spawn(name, name, self.ports[name])
         _write_private(
             self.data_dir / "processes.json",
             json.dumps({n: p.pid for n, p in self.processes.items()}),
         )
 
-    def wait_ready(self) -> None:
+    def _spawn(self, service: str, label: str, port: int) -> subprocess.Popen[bytes]:
+        log = (self.data_dir / "logs" / f"{label}.log").open("ab")
+        try:
+            return subprocess.Popen(  # noqa: S603 - our own interpreter
+                [sys.executable, "-m", f"freshet.{service}"],
+                env={**self.service_env(service), "FRESHET_HTTP_PORT": str(port)},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches the launcher only; it stops them in order
+                preexec_fn=die_with_parent,
+            )
+        finally:
+            log.close()
+
+    def start_replica(self, service: str, replica: str, port: int) -> subprocess.Popen[bytes]:
+        """Another process of `service` (same settings, its own port and log `<replica>.log`),
+        stopped with the others; `url(replica)` reaches it."""
+        self.ports[replica] = port
+        process = self._spawn(service, replica, port)
+        self.processes[replica] = process
+        return process
+
+    def wait_ready(self, names: tuple[str, ...] | None = None) -> None:
+        """Until every service (or the named processes, replicas too) answers /ready."""
         deadline = time.monotonic() + READY_TIMEOUT_S
-        pending = set(self.services)
+        pending = set(names or self.services)
         with httpx.Client(timeout=2.0) as http:
             while pending:
                 for name in list(pending):
