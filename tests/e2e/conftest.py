@@ -66,6 +66,18 @@ async def _make_pg_source(url: str) -> None:
         await conn.close()
 
 
+def stack_on_free_ports(data_dir: Path, database_url: str | None, env: dict[str, str]) -> Stack:
+    """A stack of every service whose broker and services listen on free ports."""
+    return Stack(
+        data_dir=data_dir,
+        gateway_port=free_port(),
+        kafka_port=free_port(),
+        database_url=database_url,
+        ports={name: free_port() for name in SERVICES},
+        extra_env=env,
+    )
+
+
 @pytest.fixture(
     scope="session", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
@@ -80,14 +92,11 @@ def system(
     source = create_postgres_database(postgres_server_url, prefix="freshet_source")
     asyncio.run(_make_pg_source(source))
     src = make_url(source)
-    stack = Stack(
-        data_dir=data_dir,
-        gateway_port=free_port(),
-        kafka_port=free_port(),
-        database_url=catalog,
-        ports={name: free_port() for name in SERVICES},
-        # Seconds-level schedules, so tests can watch real fires (6-field cron).
-        extra_env={"FRESHET_LOG_LEVEL": "DEBUG", "FRESHET_MIN_SCHEDULE_INTERVAL_S": "2"},
+    # Seconds-level schedules, so tests can watch real fires (6-field cron).
+    stack = stack_on_free_ports(
+        data_dir,
+        catalog,
+        {"FRESHET_LOG_LEVEL": "DEBUG", "FRESHET_MIN_SCHEDULE_INTERVAL_S": "2"},
     )
     try:
         token, demo = stack.start()

@@ -33,7 +33,8 @@ from freshet.devstack.testing import (
     eventually,
     read_topics,
 )
-from freshet.devstack.up import SERVICES, Stack
+from freshet.devstack.up import Stack
+from tests.e2e.conftest import stack_on_free_ports
 
 pytestmark = [
     pytest.mark.e2e,
@@ -68,15 +69,12 @@ def scaled(
 ) -> Iterator[tuple[Stack, str, Path]]:
     data_dir = tmp_path_factory.mktemp("scale")
     catalog = create_postgres_database(postgres_server_url)
-    stack = Stack(
-        data_dir=data_dir,
-        gateway_port=free_port(),
-        kafka_port=free_port(),
-        database_url=catalog,
-        ports={name: free_port() for name in SERVICES},
-        # A killed replica's partitions move after the session timeout, its runs after the
-        # lease: both shortened so the test takes seconds, not a minute.
-        extra_env={
+    # A killed replica's partitions move after the session timeout, its runs after the lease:
+    # both shortened so the test takes seconds, not a minute.
+    stack = stack_on_free_ports(
+        data_dir,
+        catalog,
+        {
             "FRESHET_SESSION_TIMEOUT_MS": "6000",
             "FRESHET_RUN_LEASE_TTL_S": "6",
             "FRESHET_GRACEFUL_TIMEOUT_S": "3",

@@ -130,19 +130,16 @@ def wait_for(ctx: typer.Context, path: str, final: set[str], timeout_s: float) -
         time.sleep(0.5)
 
 
-def endpoint_id(ctx: typer.Context, ref: str) -> str:
+def find_endpoint(ctx: typer.Context, ref: str) -> dict[str, Any]:
     """An endpoint given by id or by name."""
     for endpoint in call(ctx, "GET", "/endpoints"):
         if ref in (endpoint["id"], endpoint["name"]):
-            return str(endpoint["id"])
+            return dict(endpoint)
     raise fail(GatewayError(404, "E_ENDPOINT_NOT_FOUND", f"no endpoint {ref!r}"))
 
 
-def endpoint_name(ctx: typer.Context, ref: str) -> str:
-    for endpoint in call(ctx, "GET", "/endpoints"):
-        if ref in (endpoint["id"], endpoint["name"]):
-            return str(endpoint["name"])
-    raise fail(GatewayError(404, "E_ENDPOINT_NOT_FOUND", f"no endpoint {ref!r}"))
+def endpoint_id(ctx: typer.Context, ref: str) -> str:
+    return str(find_endpoint(ctx, ref)["id"])
 
 
 Wait = Annotated[bool, typer.Option("--wait", help="Wait until the run finishes.")]
@@ -184,18 +181,6 @@ def collections_show(ctx: typer.Context, collection_id: str) -> None:
     show(ctx, call(ctx, "GET", f"/collections/{collection_id}"))
 
 
-@collections_app.command("trigger")
-def collections_trigger(
-    ctx: typer.Context,
-    collection_id: str,
-    filters: Filters = None,
-    wait: Wait = False,
-    wait_timeout: WaitTimeout = 600,
-) -> None:
-    """Queue a run of the collection."""
-    runs_trigger(ctx, collection_id, filters, wait, wait_timeout)
-
-
 # Runs.
 
 
@@ -221,6 +206,7 @@ def runs_show(ctx: typer.Context, run_id: str) -> None:
     show(ctx, call(ctx, "GET", f"/runs/{run_id}"))
 
 
+@collections_app.command("trigger")
 @runs_app.command("trigger")
 def runs_trigger(
     ctx: typer.Context,
@@ -305,7 +291,7 @@ def refreshes_start(
     run_async: Annotated[bool, typer.Option("--async", help="Do not wait (202).")] = False,
 ) -> None:
     """Refresh one table, the listed ones, or every cached table of an endpoint."""
-    name = quote(endpoint_name(ctx, endpoint), safe="")
+    name = quote(str(find_endpoint(ctx, endpoint)["name"]), safe="")
     tables = table or []
     if len(tables) == 1:
         schema, _, table_name = tables[0].rpartition(".")
@@ -402,11 +388,13 @@ def schedules_list(ctx: typer.Context) -> None:
 
 @schedules_app.command("pause")
 def schedules_pause(ctx: typer.Context, schedule_id: str) -> None:
+    """Hold a schedule: nothing fires until it is resumed."""
     show(ctx, call(ctx, "POST", f"/schedules/{quote(schedule_id, safe='')}/pause"))
 
 
 @schedules_app.command("resume")
 def schedules_resume(ctx: typer.Context, schedule_id: str) -> None:
+    """Release a hold; the next fire is the first tick after now."""
     show(ctx, call(ctx, "POST", f"/schedules/{quote(schedule_id, safe='')}/resume"))
 
 
