@@ -5,7 +5,7 @@ duplicates nothing: every requested run reaches a final status exactly once, and
 gets its preview.
 
 The refresher is a skeleton on this branch: the test checks that its two replicas share the
-partitions of its groups. After issue 6 is merged, extend `test_work_spreads_and_survives_*`
+partitions of its groups. After issue 6 is merged, extend `test_work_spreads_over_replicas_*`
 with refreshes of the endpoints' tables (kill `refresher-2` mid-refresh; every refresh reaches
 a final status once, every table's cache pointer is set).
 """
@@ -24,7 +24,9 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import select
 
+from freshet.catalog import CollectionRun, Database, RunStatus, UnitOfWork
 from freshet.contracts import RunCompleted, topic_for
 from freshet.devstack.broker import free_port
 from freshet.devstack.testing import (
@@ -129,31 +131,44 @@ def ingest_command(folder: Path) -> list[str]:
     return ["sh", "-c", f'sleep {INGEST_SECONDS}; cat "{records}" > "$FRESHET_OUTPUT_PATH"']
 
 
-async def test_partitions_spread_over_both_replicas_of_every_group(
-    scaled: tuple[Stack, str, Path],
-) -> None:
-    stack, _, _ = scaled
-
-    async def spread() -> dict[str, dict[str, float]] | None:
-        held: dict[str, dict[str, float]] = {}
-        for service, groups in GROUPS.items():
-            first, second = metrics_of(stack, service), metrics_of(stack, f"{service}-2")
-            for group, topic in groups.items():
-                a = value(first, "freshet_consumer_assigned_partitions", group=group, topic=topic)
-                b = value(second, "freshet_consumer_assigned_partitions", group=group, topic=topic)
-                held[group] = {service: a, f"{service}-2": b}
-                if a < 1 or b < 1 or a + b != 3:
-                    return None
-        return held
-
-    # Rebalancing after the second replica joined takes up to a session timeout.
-    await eventually(spread, timeout=60, interval=0.5)
+async def partitions_spread(stack: Stack) -> dict[str, dict[str, float]] | None:
+    """Every group of the scaled services has partitions on both replicas, all 3 held."""
+    held: dict[str, dict[str, float]] = {}
+    for service, groups in GROUPS.items():
+        first, second = metrics_of(stack, service), metrics_of(stack, f"{service}-2")
+        for group, topic in groups.items():
+            a = value(first, "freshet_consumer_assigned_partitions", group=group, topic=topic)
+            b = value(second, "freshet_consumer_assigned_partitions", group=group, topic=topic)
+            held[group] = {service: a, f"{service}-2": b}
+            if a < 1 or b < 1 or a + b != 3:
+                return None
+    return held
 
 
-async def test_work_spreads_and_survives_a_killed_replica(
+async def running_runs_of(stack: Stack, process: str) -> set[str]:
+    """Ids of the RUNNING runs whose lease this process holds (its holder id ends in its pid)."""
+    assert stack.database_url is not None
+    db = Database(stack.database_url)
+    pid = stack.processes[process].pid
+    try:
+        async with UnitOfWork(db, read_only=True) as uow:
+            rows = await uow.session.execute(
+                select(CollectionRun.id).where(
+                    CollectionRun.status == RunStatus.RUNNING.value,
+                    CollectionRun.lease_owner.like(f"%:{pid}"),
+                )
+            )
+            return {str(r) for r in rows.scalars()}
+    finally:
+        await db.dispose()
+
+
+async def test_work_spreads_over_replicas_and_survives_a_killed_one(
     scaled: tuple[Stack, str, Path],
 ) -> None:
     stack, token, demo = scaled
+    # Rebalancing after the second replicas joined takes up to a session timeout.
+    await eventually(lambda: partitions_spread(stack), timeout=60, interval=0.5)
     headers = {"Authorization": f"Bearer {token}"}
     command = ingest_command(stack.data_dir)
     async with httpx.AsyncClient(base_url=stack.gateway_url, headers=headers, timeout=30) as http:
@@ -176,16 +191,16 @@ async def test_work_spreads_and_survives_a_killed_replica(
             assert response.status_code == 202, response.text
             runs.append(response.json()["id"])
 
-        # Both collectors work on runs; kill the second while its runs are RUNNING.
-        async def both_collecting() -> bool:
-            first, second = metrics_of(stack, "collector"), metrics_of(stack, "collector-2")
-            return (
-                value(first, "freshet_collection_runs_in_progress") >= 1
-                and value(second, "freshet_collection_runs_in_progress") >= 1
-            )
+        # Both collectors hold RUNNING runs; kill the second while it does.
+        async def both_collecting() -> set[str] | None:
+            mine = await running_runs_of(stack, "collector")
+            theirs = await running_runs_of(stack, "collector-2")
+            return theirs if mine and theirs else None
 
         await eventually(both_collecting, timeout=60, interval=0.1)
         os.kill(stack.processes["collector-2"].pid, signal.SIGKILL)
+        stack.processes["collector-2"].wait()
+        orphaned = await running_runs_of(stack, "collector-2")
 
         # Kill the second previewer once it has sampled something, while runs (the ones taken
         # over from the dead collector) are still to complete and fan out.
@@ -206,8 +221,10 @@ async def test_work_spreads_and_survives_a_killed_replica(
 
         finished = await eventually(all_final, timeout=120, interval=0.5)
         assert [r["status"] for r in finished] == ["SUCCEEDED"] * ENDPOINTS, finished
+        # The runs the dead collector held were taken over by the survivor and finished there.
+        assert orphaned, "collector-2 held no RUNNING run when it was killed: not mid-work"
         survivor = metrics_of(stack, "collector")
-        assert value(survivor, "freshet_collection_run_takeovers_total") >= 1
+        assert value(survivor, "freshet_collection_run_takeovers_total") >= len(orphaned)
 
         # Nothing duplicated: one run per collection, one RunCompleted event per run.
         for endpoint in endpoints:
