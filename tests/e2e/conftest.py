@@ -80,6 +80,18 @@ def _write_tokens(data_dir: Path) -> dict[str, str]:
     return tokens
 
 
+def stack_on_free_ports(data_dir: Path, database_url: str | None, env: dict[str, str]) -> Stack:
+    """A stack of every service whose broker and services listen on free ports."""
+    return Stack(
+        data_dir=data_dir,
+        gateway_port=free_port(),
+        kafka_port=free_port(),
+        database_url=database_url,
+        ports={name: free_port() for name in SERVICES},
+        extra_env=env,
+    )
+
+
 @pytest.fixture(
     scope="session", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
@@ -95,14 +107,11 @@ def system(
     asyncio.run(_make_pg_source(source))
     src = make_url(source)
     role_tokens = _write_tokens(data_dir)
-    stack = Stack(
-        data_dir=data_dir,
-        gateway_port=free_port(),
-        kafka_port=free_port(),
-        database_url=catalog,
-        ports={name: free_port() for name in SERVICES},
-        # Seconds-level schedules, so tests can watch real fires (6-field cron).
-        extra_env={"FRESHET_LOG_LEVEL": "DEBUG", "FRESHET_MIN_SCHEDULE_INTERVAL_S": "2"},
+    # Seconds-level schedules, so tests can watch real fires (6-field cron).
+    stack = stack_on_free_ports(
+        data_dir,
+        catalog,
+        {"FRESHET_LOG_LEVEL": "DEBUG", "FRESHET_MIN_SCHEDULE_INTERVAL_S": "2"},
     )
     try:
         token, demo = stack.start()

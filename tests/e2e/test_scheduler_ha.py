@@ -53,6 +53,7 @@ def stack(tmp_path: Path, postgres_server_url: str) -> Iterator[tuple[Stack, str
     try:
         token, demo = stack.start()
         stack.start_replica("scheduler", "scheduler-b", free_port())
+        stack.wait_ready(("scheduler-b",))
         yield stack, token, demo
     finally:
         stack.stop()

@@ -60,7 +60,7 @@ expect.set_options(timeout=15_000)
 @pytest.fixture(scope="session")
 async def chromium() -> AsyncIterator[Browser]:
     if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail("Debian's chromium is missing: `make chromium` installs it")
+        pytest.fail("Debian's chromium is missing: `make tools` installs it")
     async with async_playwright() as pw:
         # `launch` gives the browser a fresh, temporary user-data dir of its own (a persistent
         # one would keep cookies across runs), removed when it closes.

@@ -25,6 +25,9 @@ from freshet.gateway.app import create_app
 from freshet.gateway.settings import GatewaySettings
 from freshet.kit.tokens import ROLES, new_token, token_entry
 
+# Nothing listens on port 1: a connection is refused at once.
+NO_BROKER = "127.0.0.1:1"
+
 # A password distinctive enough that finding it anywhere is a leak, never a coincidence.
 PASSWORD = "pw-Zq8!never-shown-7731"
 
@@ -86,6 +89,9 @@ async def gateway_app(
             api_tokens=SecretStr(",".join(entries)),
             secret_keys=SecretStr(secret_key),
             data_dir=tmp_path,
+            # No broker: routes that read Kafka (dead letters) fail fast with 503 here; their
+            # own tests give the app a real broker.
+            kafka_bootstrap=NO_BROKER,
         )
     )
     yield app

@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 
 from freshet.catalog import Database, RunStatus, UnitOfWork
+from freshet.catalog.clock import utcnow
 from freshet.gateway.auth import Principal, Role, TokenStore
 from freshet.gateway.settings import GatewaySettings
 from freshet.kit.tokens import hash_token, new_token, token_entry
@@ -94,6 +95,13 @@ ROUTES = [
     Route("GET", "/schedules", "viewer"),
     Route("GET", "/datasets", "viewer"),
     Route("GET", "/datasets/{dataset_id}", "viewer"),
+    Route("POST", "/schedules/{schedule_id}/pause", "operator"),
+    Route("POST", "/schedules/{schedule_id}/resume", "operator"),
+    # This app has no broker: an allowed caller gets as far as reading Kafka (503).
+    Route("GET", "/dead-letters", "admin", 503),
+    Route("POST", "/dead-letters/replay", "admin", 503),
+    Route("POST", "/dead-letters/purge", "admin", 503),
+    Route("POST", "/dead-letters/{dead_letter_id}/replay", "admin", 503),
 ]
 ROUTE_PARAMS = [pytest.param(route, id=str(route)) for route in ROUTES]
 
@@ -101,7 +109,11 @@ ROUTE_PARAMS = [pytest.param(route, id=str(route)) for route in ROUTES]
 def random_ids() -> dict[str, str]:
     """Ids that exist nowhere: authentication must come before any lookup."""
     names = ("endpoint_id", "bare_endpoint_id", "collection_id", "run_id", "dataset_id")
-    return {name: str(uuid.uuid4()) for name in names}
+    return {
+        **{name: str(uuid.uuid4()) for name in names},
+        "schedule_id": f"collection::{uuid.uuid4()}",
+        "dead_letter_id": f"freshet.collection.requested.dlq:0:{uuid.uuid4().int % 1000}",
+    }
 
 
 async def call(
@@ -137,12 +149,21 @@ async def seeded(
         assert collection is not None
         await uow.collections.delete(collection)
         await uow.commit()
+    async with UnitOfWork(catalog) as uow:
+        collection = await uow.collections.get(uuid.UUID(endpoint["collection_id"]))
+        assert collection is not None
+        collection.schedule_cron = "0 3 * * *"
+        schedule = await uow.schedules.sync_collection(collection, collection.id, utcnow())
+        assert schedule is not None
+        await uow.commit()
     return {
         "endpoint_id": endpoint["id"],
         "bare_endpoint_id": bare["id"],
         "collection_id": endpoint["collection_id"],
         "run_id": run["id"],
         "dataset_id": datasets["orders"],
+        "schedule_id": schedule.id,
+        "dead_letter_id": "freshet.collection.requested.dlq:0:0",
     }
 
 

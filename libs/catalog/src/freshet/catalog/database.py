@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from freshet.catalog.postgres_tls import split_tls
+
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 
 
@@ -63,6 +65,10 @@ class Database:
         kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": True}
         if self.dialect == "postgresql":
             kwargs["pool_size"] = pool_size
+            # TLS is configured in the URL as for libpq (sslmode, sslrootcert, ...).
+            self.url, connect_args = split_tls(self.url)
+            if connect_args:
+                kwargs["connect_args"] = connect_args
         self.engine = create_async_engine(self.url, **kwargs)
         # On PostgreSQL readers and writers share one engine; SQLite needs its own for readers.
         self.reader = self.engine

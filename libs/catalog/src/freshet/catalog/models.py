@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     ForeignKey,
     Index,
@@ -143,6 +144,9 @@ class Schedule(Timestamps, Base):
     last_fire_at: Mapped[datetime | None] = mapped_column(default=None)
     last_run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
     missed_ticks: Mapped[int] = mapped_column(Integer, default=0)
+    # Who paused the schedule by hand (issue 8; NULL: not held). `paused` is the effective
+    # state: held, or derived from its collection (disabled).
+    paused_by: Mapped[str | None] = mapped_column(String(200), default=None)
 
 
 class CollectionRun(Timestamps, Base):
@@ -269,3 +273,26 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(120), primary_key=True)
     holder: Mapped[str] = mapped_column(String(200))
     expires_at: Mapped[datetime] = mapped_column()
+
+
+class DeadLetterMark(Base):
+    """What operators did to dead-lettered messages, which stay in their `.dlq` topics.
+
+    `replayed`: that message was re-published to its original topic. `purged`: every message
+    of the partition up to and including `offset` is hidden from the dead-letter list (Kafka
+    has no per-message delete, and the embedded broker neither retention nor delete-records).
+    `digest` identifies the message at that offset: a broker that lost its topics reuses
+    offsets, and a mark whose digest no longer matches is ignored.
+    """
+
+    __tablename__ = "dead_letter_marks"
+    __table_args__ = (Index("ix_dead_letter_marks_topic", "dlq_topic", "partition", "action"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    action: Mapped[str] = mapped_column(String(20))
+    dlq_topic: Mapped[str] = mapped_column(String(249))
+    partition: Mapped[int] = mapped_column(Integer)
+    offset: Mapped[int] = mapped_column(BigInteger)
+    digest: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(default=utcnow)

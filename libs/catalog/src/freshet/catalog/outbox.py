@@ -67,6 +67,33 @@ class OutboxRepository:
             await self.session.execute(insert(OUTBOX), rows)
             self.added += len(rows)
 
+    async def add_raw(
+        self,
+        *,
+        topic: str,
+        key: str,
+        value: str,
+        headers: list[tuple[str, str]],
+        event_type: str,
+        row_id: str,
+    ) -> OutboxMessage:
+        """A message kept exactly as given (an operator's dead-letter replay): the headers,
+        event id included, are the original ones, so consumers' inboxes recognise it.
+        `row_id` names the row only (the outbox needs it unique; a replay repeats an event id).
+        """
+        row = OutboxMessage(
+            event_id=row_id,
+            event_type=event_type,
+            topic=topic,
+            key=key,
+            value=value,
+            headers=[[k, v] for k, v in headers],
+        )
+        self.session.add(row)
+        self.added += 1
+        await self.session.flush()
+        return row
+
     async def pending(self, limit: int) -> list[OutboxMessage]:
         result = await self.session.execute(
             select(OutboxMessage)

@@ -327,7 +327,7 @@ class ScheduleRepository:
                 await self.session.delete(row)
                 await self.session.flush()
             return None
-        paused = not collection.is_enabled
+        paused = not collection.is_enabled or (row is not None and row.paused_by is not None)
         if row is None:
             row = Schedule(
                 id=schedule_id_for(collection.id),
@@ -399,6 +399,30 @@ class ScheduleRepository:
             row.updated_at = now
         await self.session.flush()
         return row
+
+    async def hold(self, row: Schedule, actor: str, now: datetime) -> None:
+        """An operator pauses the schedule: no tick fires until it is resumed. The hold
+        survives changes to its collection (which re-derive `paused` from the collection)."""
+        row.paused_by = actor
+        row.paused = True
+        row.updated_at = now
+        await self.session.flush()
+
+    async def release(self, row: Schedule, now: datetime) -> None:
+        """Resume a held schedule from `now`: ticks that fell in the pause are never fired.
+        A collection schedule stays paused while its collection is disabled."""
+        collection = (
+            await self.session.get(Collection, row.collection_id)
+            if row.collection_id is not None
+            else None
+        )
+        row.paused_by = None
+        paused = collection is not None and not collection.is_enabled
+        if row.paused and not paused:
+            plan_next(row, now)
+        row.paused = paused
+        row.updated_at = now
+        await self.session.flush()
 
     async def set_table_refresh(
         self, dataset_id: uuid.UUID, interval_s: int | None, now: datetime, *, jitter_s: int = 0

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from freshet.catalog.database import Database
 from freshet.catalog.datasets import DatasetRepository
+from freshet.catalog.dead_letters import DeadLetterRepository
 from freshet.catalog.endpoints import CollectionRepository, EndpointRepository
 from freshet.catalog.inbox import InboxRepository
 from freshet.catalog.leases import LeaseRepository
@@ -41,6 +42,7 @@ class UnitOfWork:
     inbox: InboxRepository
     leases: LeaseRepository
     schedules: ScheduleRepository
+    dead_letters: DeadLetterRepository
 
     def __init__(self, db: Database, *, read_only: bool = False) -> None:
         self.db = db
@@ -56,6 +58,7 @@ class UnitOfWork:
         self.inbox = InboxRepository(self.session)
         self.leases = LeaseRepository(self.session)
         self.schedules = ScheduleRepository(self.session)
+        self.dead_letters = DeadLetterRepository(self.session)
         return self
 
     async def __aexit__(

@@ -140,26 +140,18 @@ class Stack:
 
     def start_services(self) -> None:
         for name in self.services:
-            self.processes[name] = self._spawn(name, name, self.service_env(name))
+            self.processes[name] = self._spawn(name, name, self.ports[name])
         _write_private(
             self.data_dir / "processes.json",
             json.dumps({n: p.pid for n, p in self.processes.items()}),
         )
 
-    def start_replica(self, service: str, replica: str, port: int) -> None:
-        """Another process of `service` (the first is named after the service), e.g. a second
-        scheduler for high availability; it is stopped with the rest."""
-        self.ports[replica] = port
-        env = {**self.service_env(service), "FRESHET_HTTP_PORT": str(port)}
-        self.processes[replica] = self._spawn(service, replica, env)
-        self.wait_ready([replica])
-
-    def _spawn(self, service: str, log_name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-        log = (self.data_dir / "logs" / f"{log_name}.log").open("ab")
+    def _spawn(self, service: str, label: str, port: int) -> subprocess.Popen[bytes]:
+        log = (self.data_dir / "logs" / f"{label}.log").open("ab")
         try:
             return subprocess.Popen(  # noqa: S603 - our own interpreter
                 [sys.executable, "-m", f"freshet.{service}"],
-                env=env,
+                env={**self.service_env(service), "FRESHET_HTTP_PORT": str(port)},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches the launcher only; it stops them in order
@@ -168,9 +160,18 @@ class Stack:
         finally:
             log.close()
 
-    def wait_ready(self, names: list[str] | None = None) -> None:
+    def start_replica(self, service: str, replica: str, port: int) -> subprocess.Popen[bytes]:
+        """Another process of `service` (same settings, its own port and log `<replica>.log`),
+        stopped with the others; `url(replica)` reaches it."""
+        self.ports[replica] = port
+        process = self._spawn(service, replica, port)
+        self.processes[replica] = process
+        return process
+
+    def wait_ready(self, names: tuple[str, ...] | None = None) -> None:
+        """Until every service (or the named processes, replicas too) answers /ready."""
         deadline = time.monotonic() + READY_TIMEOUT_S
-        pending = set(self.services if names is None else names)
+        pending = set(names or self.services)
         with httpx.Client(timeout=2.0) as http:
             while pending:
                 for name in list(pending):

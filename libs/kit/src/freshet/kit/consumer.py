@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from freshet.contracts import Envelope, EnvelopeError, Topic, decode
 from freshet.kit import metrics
+from freshet.kit.broker import kafka_client_options
 from freshet.kit.errors import PermanentError
 from freshet.kit.redaction import describe_error
 from freshet.kit.settings import Settings
@@ -66,7 +67,15 @@ class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.consumer.drain(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))
+        sub = self.consumer.sub
+        # aiokafka rebalances eagerly: `assigned` is the whole new assignment.
+        metrics.ASSIGNED_PARTITIONS.labels(sub.topic.name, sub.group).set(len(assigned))
+        log.info(
+            "partitions assigned",
+            topic=sub.topic.name,
+            group=sub.group,
+            partitions=sorted(tp.partition for tp in assigned),
+        )
 
 
 class Consumer:
@@ -95,7 +104,7 @@ class Consumer:
 
     async def start(self) -> None:
         self._kafka = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
+            **kafka_client_options(self.settings),
             group_id=self.sub.group,
             client_id=self.client_id,
             enable_auto_commit=False,

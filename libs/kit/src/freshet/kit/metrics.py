@@ -70,3 +70,19 @@ PREVIEWS_PERSISTED = Counter(
 PREVIEW_SAMPLES = Counter(
     "freshet_preview_samples_total", "Preview samples taken from sources, by outcome.", ["outcome"]
 )
+ASSIGNED_PARTITIONS = Gauge(
+    "freshet_consumer_assigned_partitions",
+    "Partitions of a topic this consumer holds now (replicas of a group share the partitions).",
+    ["topic", "group"],
+)
+RUNS_OLDEST_ACTIVE = Gauge(
+    "freshet_collection_run_oldest_active_seconds",
+    "Age of the oldest run in a status (QUEUED: since requested, RUNNING: since started), "
+    "catalog-wide; 0 when none. Every collector exports the same value.",
+    ["status"],
+)
+DEAD_LETTER_REPLAYS = Counter(
+    "freshet_dead_letter_replays_total",
+    "Dead-lettered messages re-published to their original topic by an operator.",
+    ["topic"],
+)

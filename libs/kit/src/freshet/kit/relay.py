@@ -200,6 +200,7 @@ class OutboxRelay:
         await ensure_topics(
             self.settings.kafka_bootstrap,
             replication_factor=self.settings.topic_replication_factor,
+            settings=self.settings,
         )
         if len(missing) == len(all_topic_names()):
             # Every topic gone: the broker lost its state. Events it acknowledged may never

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -79,6 +79,42 @@ class Settings(BaseSettings):
     # External ingestion commands run programs on collector hosts; an admin API token must not
     # be enough for that in production unless an operator opts in.
     allow_ingest_commands: bool | None = None
+
+    # Kafka security (issue 8). Every client the kit makes (producer, consumers, admin) gets
+    # these through `freshet.kit.broker.kafka_client_options`. SASL mechanisms are those aiokafka
+    # supports without extra packages.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    # PEM files; without a CA file the system's trust store verifies the brokers.
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_ssl_key_password: SecretStr | None = None
+    kafka_ssl_check_hostname: bool = True
+
+    # Parquet cache storage (issue 6 reads these): a local folder, or `s3://bucket/prefix` on
+    # any S3-compatible store. Credentials unset: the SDK's usual chain (environment, instance
+    # role, web identity on Kubernetes).
+    cache_url: str = "var/cache"
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _kafka_security_is_complete(self) -> Settings:
+        if self.kafka_security_protocol.startswith("SASL_") and (
+            not self.kafka_sasl_username or self.kafka_sasl_password is None
+        ):
+            raise ValueError(
+                "FRESHET_KAFKA_SECURITY_PROTOCOL=SASL_* needs FRESHET_KAFKA_SASL_USERNAME and "
+                "FRESHET_KAFKA_SASL_PASSWORD"
+            )
+        if (self.kafka_ssl_keyfile is None) != (self.kafka_ssl_certfile is None):
+            raise ValueError("FRESHET_KAFKA_SSL_CERTFILE and FRESHET_KAFKA_SSL_KEYFILE go together")
+        return self
 
     @property
     def is_production(self) -> bool:

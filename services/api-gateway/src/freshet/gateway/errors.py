@@ -36,6 +36,11 @@ RunNotFound = _error("E_RUN_NOT_FOUND", 404)
 RunFinished = _error("E_RUN_FINISHED", 409)
 DatasetNotFound = _error("E_DATASET_NOT_FOUND", 404)
 NotFound = _error("E_NOT_FOUND", 404)
+ScheduleNotFound = _error("E_SCHEDULE_NOT_FOUND", 404)
+DeadLetterNotFound = _error("E_DEAD_LETTER_NOT_FOUND", 404)
+DeadLetterPurged = _error("E_DEAD_LETTER_PURGED", 409)
+DeadLetterNotReplayable = _error("E_DEAD_LETTER_NOT_REPLAYABLE", 409)
+BrokerUnavailable = _error("E_BROKER_UNAVAILABLE", 503)
 
 
 def body(code: str, message: str, details: Any = None) -> dict[str, Any]:

@@ -11,10 +11,11 @@ from sqlalchemy import inspect as sa_inspect
 
 from freshet.catalog import Collection, CollectionRun, Dataset, DatasetEdge, Endpoint
 from freshet.catalog.endpoints import collection_cursor
-from freshet.catalog.models import Schedule
+from freshet.catalog.models import DeadLetterMark, Schedule
 from freshet.catalog.runs import run_cursor
 from freshet.catalog.schedules import MAX_JITTER_S
 from freshet.contracts import RunFilters
+from freshet.kit.dead_letters import DeadLetter
 
 PreviewPolicy = Literal["auto", "manual-only", "disabled"]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$"
@@ -205,6 +206,8 @@ class ScheduleOut(BaseModel):
     last_run_id: uuid.UUID | None = Field(description="The run or refresh the last tick made.")
     missed_ticks: int
     updated_at: datetime
+    # Who paused it by hand (POST /schedules/{id}/pause); null when not held.
+    paused_by: str | None = None
 
     @classmethod
     def of(cls, s: Schedule) -> ScheduleOut:
@@ -281,3 +284,77 @@ class DatasetOut(BaseModel):
             else [EdgeOut.model_validate(e, from_attributes=True) for e in edges],
             updated_at=d.updated_at,
         )
+
+
+class DeadLetterReplayOut(BaseModel):
+    at: datetime
+    by: str
+
+
+class DeadLetterOut(BaseModel):
+    """A dead-lettered message. `value` is the original event (JSON text) when it is UTF-8;
+    events carry no secrets, and `error` was scrubbed when it was written."""
+
+    id: str = Field(description="`<dlq topic>:<partition>:<offset>`")
+    dlq_topic: str
+    partition: int
+    offset: int
+    topic: str = Field(description="The topic it was consumed from and is replayed to.")
+    reason: str | None
+    error: str | None
+    group: str | None
+    attempts: int | None
+    failed_at: datetime | None
+    event_type: str | None
+    event_id: str | None
+    correlation_id: str | None
+    key: str | None
+    value: str | None
+    value_bytes: int
+    headers: dict[str, str]
+    replays: list[DeadLetterReplayOut]
+
+    @classmethod
+    def of(cls, m: DeadLetter, replays: list[DeadLetterMark]) -> DeadLetterOut:
+        attempts = m.dlq("attempts")
+        try:
+            value: str | None = m.value.decode()
+        except UnicodeDecodeError:
+            value = None
+        return cls(
+            id=m.id,
+            dlq_topic=m.dlq_topic,
+            partition=m.partition,
+            offset=m.offset,
+            topic=m.original_topic,
+            reason=m.dlq("reason"),
+            error=m.dlq("error"),
+            group=m.dlq("group"),
+            attempts=int(attempts) if attempts and attempts.isdigit() else None,
+            failed_at=m.failed_at,
+            event_type=m.header("ce_type"),
+            event_id=m.header("ce_id"),
+            correlation_id=m.header("ce_correlationid"),
+            key=m.key.decode(errors="replace") if m.key is not None else None,
+            value=value,
+            value_bytes=len(m.value),
+            headers={k: v.decode(errors="replace") for k, v in m.headers},
+            replays=[DeadLetterReplayOut(at=r.at, by=r.actor) for r in replays],
+        )
+
+
+class DeadLetterScope(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    topic: str | None = Field(default=None, max_length=249)
+    include_replayed: bool = False
+
+
+class DeadLetterReplayAllOut(BaseModel):
+    replayed: list[str]
+    skipped_already_replayed: int
+    not_replayable: list[str]
+
+
+class DeadLetterPurgeOut(BaseModel):
+    purged: int

@@ -7,6 +7,7 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from freshet.collector.handlers import handle_collection_requested
+from freshet.collector.run_gauges import RunGauges
 from freshet.collector.runner import Runner
 from freshet.collector.workflow import CollectorDeps
 from freshet.connectors import connector_factory
@@ -44,6 +45,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     runtime.subscribe(topic_for(CollectionRequested), GROUP, on_request)
     runtime.on_start(runner.start)
     runtime.on_stop(runner.stop)
+    gauges = RunGauges(runtime.db)
+    runtime.on_start(gauges.start)
+    runtime.on_stop(gauges.stop)
     app = runtime.app()
     app.state.runner = runner
     return app

@@ -1,0 +1,1 @@
+"""`freshet`: the operators' command-line tool (talks to the gateway over HTTP)."""
