@@ -18,12 +18,14 @@ from typing import Self
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from freshet.catalog.audit import AuditRepository
 from freshet.catalog.database import Database
 from freshet.catalog.datasets import DatasetRepository
 from freshet.catalog.endpoints import CollectionRepository, EndpointRepository
 from freshet.catalog.inbox import InboxRepository
 from freshet.catalog.leases import LeaseRepository
 from freshet.catalog.outbox import OutboxRepository
+from freshet.catalog.previews import PreviewRepository
 from freshet.catalog.runs import RunRepository
 from freshet.catalog.schedules import ScheduleRepository
 
@@ -38,6 +40,8 @@ class UnitOfWork:
     inbox: InboxRepository
     leases: LeaseRepository
     schedules: ScheduleRepository
+    previews: PreviewRepository
+    audit: AuditRepository
 
     def __init__(self, db: Database, *, read_only: bool = False) -> None:
         self.db = db
@@ -53,6 +57,8 @@ class UnitOfWork:
         self.inbox = InboxRepository(self.session)
         self.leases = LeaseRepository(self.session)
         self.schedules = ScheduleRepository(self.session)
+        self.previews = PreviewRepository(self.session)
+        self.audit = AuditRepository(self.session)
         return self
 
     async def __aexit__(
@@ -72,7 +78,10 @@ class UnitOfWork:
         if self.outbox.added:
             self.outbox.added = 0
             self.db.outbox_committed()
+        if self.audit.recorded:
+            self.db.audit_committed(self.audit.take_recorded())
 
     async def rollback(self) -> None:
         await self.session.rollback()
         self.outbox.added = 0
+        self.audit.take_recorded()

@@ -8,9 +8,10 @@ from freshet.connectors.connector import Connector
 from freshet.connectors.errors import ConnectorError, sanitise
 from freshet.connectors.models import ColumnInfo, ForeignKeyInfo, Sample, TableInfo
 from freshet.connectors.registry import KINDS, ConnectorFactory, connector_factory, connector_for
-from freshet.connectors.values import json_safe
+from freshet.connectors.values import BINARY_NOTE, binary_note, json_safe
 
 __all__ = [
+    "BINARY_NOTE",
     "KINDS",
     "ColumnInfo",
     "Connector",
@@ -19,6 +20,7 @@ __all__ = [
     "ForeignKeyInfo",
     "Sample",
     "TableInfo",
+    "binary_note",
     "connector_factory",
     "connector_for",
     "json_safe",
