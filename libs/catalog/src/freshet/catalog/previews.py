@@ -128,6 +128,20 @@ class PreviewRepository:
         )
         return int(result.rowcount)  # type: ignore[attr-defined]
 
+    async def requeue_held(self, endpoint_id: uuid.UUID, worker: str) -> int:
+        """Put `worker`'s running requests of the endpoint back (it stops gracefully)."""
+        result = await self.session.execute(
+            update(PreviewRequest)
+            .where(
+                PreviewRequest.endpoint_id == endpoint_id,
+                PreviewRequest.status == RUNNING,
+                PreviewRequest.worker == worker,
+            )
+            .values(status=QUEUED, worker=None, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
     async def claim(
         self, endpoint_id: uuid.UUID, worker: str, *, limit: int, now: datetime
     ) -> list[PreviewRequest]:
