@@ -87,7 +87,18 @@ def system(
         database_url=catalog,
         ports={name: free_port() for name in SERVICES},
         # Seconds-level schedules, so tests can watch real fires (6-field cron).
-        extra_env={"FRESHET_LOG_LEVEL": "DEBUG", "FRESHET_MIN_SCHEDULE_INTERVAL_S": "2"},
+        extra_env={
+            "FRESHET_LOG_LEVEL": "DEBUG",
+            "FRESHET_MIN_SCHEDULE_INTERVAL_S": "2",
+            # Previews: failures retried quickly, a hanging source given up on soon, gauges
+            # refreshed every second; the per-dataset throttle keeps its default (an hour).
+            "FRESHET_PREVIEW_MAX_ATTEMPTS": "3",
+            "FRESHET_PREVIEW_RETRY_INITIAL_S": "0.1",
+            "FRESHET_PREVIEW_RETRY_JITTER_S": "0.1",
+            "FRESHET_PREVIEW_STATEMENT_TIMEOUT_S": "2",
+            "FRESHET_PREVIEW_REQUEST_TIMEOUT_S": "5",
+            "FRESHET_PREVIEW_GAUGE_INTERVAL_S": "1",
+        },
     )
     try:
         token, demo = stack.start()

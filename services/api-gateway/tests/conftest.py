@@ -86,6 +86,8 @@ async def gateway_app(
             api_tokens=SecretStr(",".join(entries)),
             secret_keys=SecretStr(secret_key),
             data_dir=tmp_path,
+            # No previewer answers here: manual previews answer 202 after this.
+            preview_request_timeout_s=0.1,
         )
     )
     yield app

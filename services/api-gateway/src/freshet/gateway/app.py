@@ -9,7 +9,15 @@ from freshet.gateway import errors, http_observability
 from freshet.gateway.auth import TokenStore
 from freshet.gateway.body_limit import BodyLimit
 from freshet.gateway.graphql import graphql_router
-from freshet.gateway.routes import collections, datasets, endpoints, runs, schedules
+from freshet.gateway.routes import (
+    audit,
+    collections,
+    datasets,
+    endpoints,
+    previews,
+    runs,
+    schedules,
+)
 from freshet.gateway.settings import GatewaySettings
 from freshet.kit.secrets import secret_box
 from freshet.kit.service import ServiceRuntime
@@ -48,6 +56,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         runs.router,
         schedules.router,
         datasets.router,
+        previews.router,
+        audit.router,
     ):
         app.include_router(router)
     app.include_router(graphql_router())

@@ -36,6 +36,11 @@ RunNotFound = _error("E_RUN_NOT_FOUND", 404)
 RunFinished = _error("E_RUN_FINISHED", 409)
 DatasetNotFound = _error("E_DATASET_NOT_FOUND", 404)
 NotFound = _error("E_NOT_FOUND", 404)
+PreviewDisabled = _error("E_PREVIEW_DISABLED", 409)
+PreviewOptedOut = _error("E_PREVIEW_OPTED_OUT", 409)
+DatasetRemoved = _error("E_DATASET_REMOVED", 409)
+PreviewFailed = _error("E_PREVIEW_FAILED", 502)
+PreviewRequestNotFound = _error("E_PREVIEW_REQUEST_NOT_FOUND", 404)
 
 
 def body(code: str, message: str, details: Any = None) -> dict[str, Any]:
