@@ -123,6 +123,22 @@ def system(
 
 
 @pytest.fixture
+async def silent_port() -> AsyncIterator[int]:
+    """A TCP server that accepts connections and never answers."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def accept(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = int(server.sockets[0].getsockname()[1])
+    yield port
+    server.close()
+    for writer in held:
+        writer.close()
+
+
+@pytest.fixture
 async def http(system: System) -> AsyncIterator[httpx.AsyncClient]:
     """A client of the system's gateway, authenticated as its development admin."""
     async with httpx.AsyncClient(

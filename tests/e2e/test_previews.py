@@ -10,7 +10,6 @@ import asyncio
 import json
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -261,21 +260,6 @@ async def test_previews_are_masked_bounded_and_capped(
     # The masked value never left the previewer: not in the catalog's API, not in any log.
     assert SECRET_EMAIL not in json.dumps(await datasets_of(http, endpoint))
     assert SECRET_EMAIL not in system.log_text()
-
-
-@pytest.fixture
-async def silent_port() -> AsyncIterator[int]:
-    """A TCP server that accepts connections and never answers."""
-    held: list[asyncio.StreamWriter] = []
-
-    async def accept(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)
-
-    server = await asyncio.start_server(accept, "127.0.0.1", 0)
-    yield int(server.sockets[0].getsockname()[1])
-    server.close()
-    for writer in held:
-        writer.close()
 
 
 async def test_failing_and_hanging_endpoints_never_hold_up_a_healthy_ones_previews(

@@ -328,8 +328,8 @@ class PreviewRequestOut(BaseModel):
 
 
 class PreviewErrorOut(BaseModel):
-    at: str | None
-    reason: str | None
+    at: str | None = None
+    reason: str | None = None
     attempts: int | None = None
 
 
@@ -366,33 +366,10 @@ class DatasetPreviewOut(BaseModel):
 
     @classmethod
     def of(cls, v: PreviewView) -> DatasetPreviewOut:
-        p = v.preview or {}
         error = v.last_error
         return cls(
-            dataset_id=v.dataset.id,
-            endpoint_id=v.endpoint.id,
-            cached=v.cached,
-            sampled=v.preview is not None,
-            columns=[str(c) for c in p.get("columns", [])],
-            rows=list(p.get("rows", [])),
-            row_count=int(p.get("rowCount", 0)),
-            sampled_at=v.sampled_at,
-            sampled_by=p.get("sampledBy"),
-            refresh_source=p.get("refreshSource"),
-            run_id=p.get("runId"),
-            truncated=bool(p.get("truncated", False)),
-            truncation=p.get("truncation"),
-            masked_columns=[str(c) for c in p.get("maskedColumns") or []],
-            age_seconds=v.age_seconds,
-            stale=v.stale,
-            stale_after_seconds=v.stale_after_seconds,
-            preview_policy=v.endpoint.preview_policy,
-            opted_out=v.opted_out,
-            last_error=PreviewErrorOut(
-                at=error.get("at"), reason=error.get("reason"), attempts=error.get("attempts")
-            )
-            if error
-            else None,
+            **v.fields(),
+            last_error=PreviewErrorOut.model_validate(error) if error else None,
             request=PreviewRequestOut.of(v.request) if v.request is not None else None,
         )
 

@@ -96,28 +96,17 @@ class DatasetPreview:
 
     @classmethod
     def of(cls, v: PreviewView) -> DatasetPreview:
-        p = v.preview or {}
+        fields = v.fields()
         error = v.last_error
+        truncation = fields.pop("truncation")
         return cls(
-            dataset_id=strawberry.ID(str(v.dataset.id)),
-            endpoint_id=strawberry.ID(str(v.endpoint.id)),
-            cached=v.cached,
-            sampled=v.preview is not None,
-            columns=[str(c) for c in p.get("columns", [])],
-            rows=JSON(list(p.get("rows", []))),
-            row_count=int(p.get("rowCount", 0)),
-            sampled_at=v.sampled_at,
-            sampled_by=p.get("sampledBy"),
-            refresh_source=p.get("refreshSource"),
-            run_id=p.get("runId"),
-            truncated=bool(p.get("truncated", False)),
-            truncation=JSON(p["truncation"]) if p.get("truncation") else None,
-            masked_columns=[str(c) for c in p.get("maskedColumns") or []],
-            age_seconds=v.age_seconds,
-            stale=v.stale,
-            stale_after_seconds=v.stale_after_seconds,
-            preview_policy=v.endpoint.preview_policy,
-            opted_out=v.opted_out,
+            **{
+                **fields,
+                "dataset_id": strawberry.ID(str(v.dataset.id)),
+                "endpoint_id": strawberry.ID(str(v.endpoint.id)),
+                "rows": JSON(fields["rows"]),
+            },
+            truncation=JSON(truncation) if truncation else None,
             last_error=DatasetPreviewError(
                 at=error.get("at"), reason=error.get("reason"), attempts=error.get("attempts")
             )

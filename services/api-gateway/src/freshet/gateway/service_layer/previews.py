@@ -61,6 +61,31 @@ class PreviewView:
     def opted_out(self) -> bool:
         return bool(self.dataset.payload.get(OPT_OUT_KEY))
 
+    def fields(self) -> dict[str, Any]:
+        """The view's plain fields, snake_case, as REST and GraphQL both show them."""
+        p = self.preview or {}
+        return {
+            "dataset_id": self.dataset.id,
+            "endpoint_id": self.endpoint.id,
+            "cached": self.cached,
+            "sampled": self.preview is not None,
+            "columns": [str(c) for c in p.get("columns", [])],
+            "rows": list(p.get("rows", [])),
+            "row_count": int(p.get("rowCount", 0)),
+            "sampled_at": self.sampled_at,
+            "sampled_by": p.get("sampledBy"),
+            "refresh_source": p.get("refreshSource"),
+            "run_id": p.get("runId"),
+            "truncated": bool(p.get("truncated", False)),
+            "truncation": p.get("truncation") or None,
+            "masked_columns": [str(c) for c in p.get("maskedColumns") or []],
+            "age_seconds": self.age_seconds,
+            "stale": self.stale,
+            "stale_after_seconds": self.stale_after_seconds,
+            "preview_policy": self.endpoint.preview_policy,
+            "opted_out": self.opted_out,
+        }
+
 
 def view(
     dataset: Dataset,
