@@ -80,8 +80,11 @@ async def test_purge_removes_samples_and_errors_and_open_requests_are_refused(
         async with UnitOfWork(db, read_only=True) as uow:
             a = await uow.datasets.get(ids["a"])
             request = await uow.previews.get(queued.id)
-        assert a is not None and "preview" not in a.payload and a.preview_sampled_at is None
-        assert request is not None and request.status == status.REFUSED
+        assert a is not None
+        assert "preview" not in a.payload
+        assert a.preview_sampled_at is None
+        assert request is not None
+        assert request.status == status.REFUSED
     finally:
         await db.dispose()
 
