@@ -50,6 +50,7 @@ from freshet.previewer.sampling import Sampled, SampleFailed, Sampler, Target
 log = structlog.get_logger("freshet.previewer")
 
 LEASE_PREFIX = "preview-endpoint::"
+CLAIM_DEBOUNCE_S = 0.02
 
 
 def lease_name(endpoint_id: uuid.UUID) -> str:
@@ -225,34 +226,48 @@ class EndpointWorker:
                 if orphans:
                     log.info("preview requests of a previous worker requeued", requests=orphans)
                 renewed_at = loop.time()
+                # Whether the last claim emptied the queue: then a finished task is no reason
+                # to look again (a claim is a write); a wake-up or the poll tick is.
+                drained = False
                 while True:
                     if loop.time() - renewed_at >= config.lease_ttl_s / 3:
                         if not await self._renew():
                             log.warning("preview lease lost; another previewer took over")
                             return
                         renewed_at = loop.time()
-                    claimed = await self._claim(config.backlog - len(self.tasks))
-                    for request in claimed:
-                        self._start(request)
-                    if not self.tasks and not claimed:
+                    room = config.backlog - len(self.tasks)
+                    if room > 0 and (not drained or self.wake.is_set()):
+                        self.wake.clear()
+                        claimed = await self._claim(room)
+                        drained = len(claimed) < room
+                        for request in claimed:
+                            self._start(request)
+                    if not self.tasks and drained and not self.wake.is_set():
                         self.finishing = True
                         await self._release()
                         return
-                    self.wake.clear()
-                    await self._wait(min(config.poll_interval_s, config.lease_ttl_s / 3))
+                    if not await self._wait(min(config.poll_interval_s, config.lease_ttl_s / 3)):
+                        drained = False  # the poll tick: requests queued by other processes
             finally:
                 for task in self.tasks:
                     task.cancel()
                 await asyncio.gather(*self.tasks, return_exceptions=True)
 
-    async def _wait(self, timeout: float) -> None:
+    async def _wait(self, timeout: float) -> bool:
+        """Until woken, a task ends, or `timeout`; False on the timeout."""
+        if self.wake.is_set():
+            return True
         waiter = asyncio.create_task(self.wake.wait())
         try:
-            await asyncio.wait(
+            done, _ = await asyncio.wait(
                 {waiter, *self.tasks}, timeout=timeout, return_when="FIRST_COMPLETED"
             )
         finally:
             waiter.cancel()
+        if waiter in done:
+            # Requests come in bursts (a fan-out): let a few more arrive, claim them at once.
+            await asyncio.sleep(CLAIM_DEBOUNCE_S)
+        return bool(done)
 
     async def _renew(self) -> bool:
         try:
