@@ -14,21 +14,31 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import collector_throughput, isolation, preview_latency, scheduler_fires
+from bench import (
+    collector_throughput,
+    isolation,
+    preview_fanout,
+    preview_latency,
+    scheduler_fires,
+)
 from bench.report import render
-from bench.sources import create_one_table_source, create_two_table_source
+from bench.sources import (
+    create_many_table_source,
+    create_one_table_source,
+    create_two_table_source,
+)
 from bench.stack import BenchStack, catalog_kind, make_stack, postgres_catalog, stop_stack
 from freshet.devstack.up import SERVICES
 from freshet.kit.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT = ROOT / "var" / "bench" / "results.json"
-COUNTS = ("runs", "endpoints", "previews", "isolation_runs", "healthy", "hanging")
+COUNTS = ("runs", "endpoints", "previews", "isolation_runs", "healthy", "hanging", "fanout_tables")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -80,6 +90,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--fire-batch", type=int, default=500, help="ticks fired per transaction (500)"
+    )
+    parser.add_argument(
+        "--fanout-tables",
+        type=int,
+        default=1000,
+        help="small tables of the one endpoint whose previews the fan-out scenario measures (1000)",
     )
     parser.add_argument(
         "--poll-interval-ms",
@@ -187,6 +203,8 @@ class Scenario:
     services: tuple[str, ...]
     started: str  # what the stack starts, for the progress lines
     measure: Callable[[argparse.Namespace, BenchStack, str], dict[str, Any]]
+    # Settings this scenario's services run with, on top of the bench's own.
+    env: dict[str, str] = field(default_factory=dict)
 
 
 def measure_collector(args: argparse.Namespace, stack: BenchStack, _token: str) -> dict[str, Any]:
@@ -218,6 +236,29 @@ def measure_preview(args: argparse.Namespace, stack: BenchStack, token: str) -> 
             progress=say,
         )
     )
+
+
+def measure_preview_fanout(
+    args: argparse.Namespace, stack: BenchStack, token: str
+) -> dict[str, Any]:
+    source = create_many_table_source(
+        stack.data_dir / "sources" / "many-tables.db", args.fanout_tables
+    )
+    result = asyncio.run(
+        preview_fanout.run(
+            stack,
+            token,
+            tables=args.fanout_tables,
+            source=source,
+            timeout_s=args.timeout_s,
+            progress=say,
+        )
+    )
+    say(
+        f"preview fan-out: {result['tables']} previews, {result['previews_per_s']} per second, "
+        f"{result['run_completed_to_last_persisted_s']}s from RunCompleted to the last"
+    )
+    return result
 
 
 def measure_isolation(args: argparse.Namespace, stack: BenchStack, _token: str) -> dict[str, Any]:
@@ -270,6 +311,16 @@ SCENARIOS: dict[str, Scenario] = {
         tuple(SERVICES),
         "broker + all five services",
         measure_preview,
+        # Every repetition re-previews the same dataset: the per-dataset throttle stays out.
+        env={"FRESHET_PREVIEW_DATASET_INTERVAL_S": "0"},
+    ),
+    "preview-fanout": Scenario(
+        "preview_fanout",
+        "preview-fanout",
+        ("gateway", "collector", "previewer"),
+        "broker + gateway, collector, previewer",
+        measure_preview_fanout,
+        env=preview_fanout.ENV,
     ),
     "isolation": Scenario(
         "isolation", "isolation", ("collector",), BROKER_AND_COLLECTOR, measure_isolation
@@ -287,7 +338,10 @@ def run_scenario(
     scenario = SCENARIOS[name]
     with postgres_catalog(args.postgres) as catalog:
         stack = make_stack(
-            root / scenario.folder, services=scenario.services, database_url=catalog, extra_env=env
+            root / scenario.folder,
+            services=scenario.services,
+            database_url=catalog,
+            extra_env={**scenario.env, **env},
         )
         try:
             label = scenario.result_key.replace("_", " ")
@@ -337,6 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "isolation_runs": args.isolation_runs,
             "healthy": args.healthy,
             "hanging": args.hanging,
+            "fanout_tables": args.fanout_tables,
             "poll_interval_ms": args.poll_interval_ms,
             "schedules": args.schedules,
             "schedule_minutes": args.schedule_minutes,

@@ -226,6 +226,28 @@ def render(results: dict[str, Any]) -> str:
     if i:
         out.extend(_isolation(i))
 
+    f = results.get("preview_fanout")
+    if f:
+        limits = ", ".join(f"{k.removeprefix('FRESHET_')}={v}" for k, v in f["limits"].items())
+        add("")
+        add("4. Preview fan-out: one endpoint, many small tables (broker + gateway, collector,")
+        add("   previewer), limits raised: " + limits)
+        add(f"   tables                         {f['tables']}")
+        add(f"   collection run                 {f['run_s']:.2f} s")
+        add(
+            f"   RunCompleted -> last persisted {f['run_completed_to_last_persisted_s']:.2f} s"
+            f"   ({f['previews_per_s']} previews/s)"
+        )
+        first = f["run_completed_to_first_sample_started_s"]
+        add(
+            f"   RunCompleted -> first sample   {first:.3f} s;"
+            f" samples started over {f['sampling_span_s']:.2f} s"
+        )
+        add(f"   request statuses               {_statuses(f['request_statuses'])}")
+        add(f"   CPU                            {_cpu(f['cpu_seconds'])}")
+        if f.get("exited_services"):
+            add(f"   EXITED early              {f['exited_services']}")
+
     if results.get("scheduler"):
         out.extend(scheduler_fires.report_lines(results["scheduler"]))
 

@@ -265,7 +265,7 @@ async def run(
 
 
 def report_lines(r: dict[str, Any]) -> list[str]:
-    out = ["", "4. Scheduler: schedules firing once a minute each (issue 4)"]
+    out = ["", "5. Scheduler: schedules firing once a minute each (issue 4)"]
     for layout, f in r["fires"].items():
         lateness = f["lateness_ms"]
         flag = "" if f["fires"] == f["expected_fires"] else "   <-- NOT ALL FIRED"

@@ -57,3 +57,23 @@ def create_one_table_source(path: Path) -> Path:
     finally:
         conn.close()
     return path
+
+
+def create_many_table_source(path: Path, tables: int) -> Path:
+    """`tables` small tables of five rows each: one endpoint with many datasets to preview."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    conn = sqlite3.connect(path)
+    try:
+        with conn:
+            for t in range(tables):
+                conn.execute(
+                    f"CREATE TABLE t{t:04d} (id INTEGER PRIMARY KEY, label TEXT, amount REAL)"
+                )
+                conn.executemany(
+                    f"INSERT INTO t{t:04d} VALUES (?, ?, ?)",
+                    [(i, f"row {i} of {t}", i * 1.5) for i in range(5)],
+                )
+    finally:
+        conn.close()
+    return path

@@ -111,7 +111,18 @@ def system(
     stack = stack_on_free_ports(
         data_dir,
         catalog,
-        {"FRESHET_LOG_LEVEL": "DEBUG", "FRESHET_MIN_SCHEDULE_INTERVAL_S": "2"},
+        {
+            "FRESHET_LOG_LEVEL": "DEBUG",
+            "FRESHET_MIN_SCHEDULE_INTERVAL_S": "2",
+            # Previews: failures retried quickly, a hanging source given up on soon, gauges
+            # refreshed every second; the per-dataset throttle keeps its default (an hour).
+            "FRESHET_PREVIEW_MAX_ATTEMPTS": "3",
+            "FRESHET_PREVIEW_RETRY_INITIAL_S": "0.1",
+            "FRESHET_PREVIEW_RETRY_JITTER_S": "0.1",
+            "FRESHET_PREVIEW_STATEMENT_TIMEOUT_S": "2",
+            "FRESHET_PREVIEW_REQUEST_TIMEOUT_S": "5",
+            "FRESHET_PREVIEW_GAUGE_INTERVAL_S": "1",
+        },
     )
     try:
         token, demo = stack.start()
@@ -134,6 +145,22 @@ def system(
         if catalog:
             drop_postgres_database(postgres_server_url, catalog)
         drop_postgres_database(postgres_server_url, source)
+
+
+@pytest.fixture
+async def silent_port() -> AsyncIterator[int]:
+    """A TCP server that accepts connections and never answers."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def accept(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = int(server.sockets[0].getsockname()[1])
+    yield port
+    server.close()
+    for writer in held:
+        writer.close()
 
 
 @pytest.fixture

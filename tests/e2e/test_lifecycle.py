@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -22,22 +21,6 @@ from tests.e2e.conftest import SOURCE_PASSWORD, System
 pytestmark = [pytest.mark.e2e, pytest.mark.broker, pytest.mark.xdist_group("e2e")]
 
 FINAL = ("SUCCEEDED", "FAILED", "SKIPPED", "CANCELLED")
-
-
-@pytest.fixture
-async def silent_port() -> AsyncIterator[int]:
-    """A TCP server that accepts connections and never answers."""
-    held: list[asyncio.StreamWriter] = []
-
-    async def accept(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)
-
-    server = await asyncio.start_server(accept, "127.0.0.1", 0)
-    port = int(server.sockets[0].getsockname()[1])
-    yield port
-    server.close()
-    for writer in held:
-        writer.close()
 
 
 def unique(name: str) -> str:

@@ -92,6 +92,8 @@ async def gateway_app(
             # No broker: routes that read Kafka (dead letters) fail fast with 503 here; their
             # own tests give the app a real broker.
             kafka_bootstrap=NO_BROKER,
+            # No previewer answers here: manual previews answer 202 after this.
+            preview_request_timeout_s=0.1,
         )
     )
     yield app

@@ -102,13 +102,28 @@ ROUTES = [
     Route("POST", "/dead-letters/replay", "admin", 503),
     Route("POST", "/dead-letters/purge", "admin", 503),
     Route("POST", "/dead-letters/{dead_letter_id}/replay", "admin", 503),
+    Route("GET", "/datasets/{dataset_id}/preview", "viewer"),
+    # No previewer runs here: the request is recorded and answered 202 after the timeout.
+    Route("POST", "/datasets/{dataset_id}/preview", "operator", 202),
+    Route(
+        "PATCH", "/datasets/{dataset_id}/preview-settings", "admin", 200, fixed({"opt_out": False})
+    ),
+    Route("GET", "/preview-requests/{request_id}", "viewer"),
+    Route("GET", "/audit", "admin"),
 ]
 ROUTE_PARAMS = [pytest.param(route, id=str(route)) for route in ROUTES]
 
 
 def random_ids() -> dict[str, str]:
     """Ids that exist nowhere: authentication must come before any lookup."""
-    names = ("endpoint_id", "bare_endpoint_id", "collection_id", "run_id", "dataset_id")
+    names = (
+        "endpoint_id",
+        "bare_endpoint_id",
+        "collection_id",
+        "run_id",
+        "dataset_id",
+        "request_id",
+    )
     return {
         **{name: str(uuid.uuid4()) for name in names},
         "schedule_id": f"collection::{uuid.uuid4()}",
@@ -148,6 +163,12 @@ async def seeded(
         collection = await uow.collections.get(uuid.UUID(bare["collection_id"]))
         assert collection is not None
         await uow.collections.delete(collection)
+        request = uow.previews.stage(
+            dataset_id=uuid.UUID(datasets["orders"]),
+            endpoint_id=uuid.UUID(endpoint["id"]),
+            refresh_source="manual",
+            status="queued",
+        )
         await uow.commit()
     async with UnitOfWork(catalog) as uow:
         collection = await uow.collections.get(uuid.UUID(endpoint["collection_id"]))
@@ -157,6 +178,7 @@ async def seeded(
         assert schedule is not None
         await uow.commit()
     return {
+        "request_id": str(request.id),
         "endpoint_id": endpoint["id"],
         "bare_endpoint_id": bare["id"],
         "collection_id": endpoint["collection_id"],

@@ -50,6 +50,25 @@ FIELDS: dict[str, tuple[Role, str]] = {
         f'mutation {{ triggerEndpointCollection(endpointId: "{SOME_ID}") {{ id }} }}',
     ),
     "Mutation.cancelRun": (Role.operator, f'mutation {{ cancelRun(id: "{SOME_ID}") {{ id }} }}'),
+    "Query.catalogDatasetPreview": (
+        Role.viewer,
+        f'{{ catalogDatasetPreview(id: "{SOME_ID}") {{ datasetId }} }}',
+    ),
+    "Query.previewRequest": (Role.viewer, f'{{ previewRequest(id: "{SOME_ID}") {{ id }} }}'),
+    "Mutation.previewDataset": (
+        Role.operator,
+        f'mutation {{ previewDataset(id: "{SOME_ID}") {{ datasetId }} }}',
+    ),
+    "Mutation.updateEndpointPreviewSettings": (
+        Role.admin,
+        f'mutation {{ updateEndpointPreviewSettings(id: "{SOME_ID}", '
+        'input: {previewPolicy: "auto"}) { id } }',
+    ),
+    "Mutation.updateDatasetPreviewSettings": (
+        Role.admin,
+        f'mutation {{ updateDatasetPreviewSettings(id: "{SOME_ID}", '
+        "input: {optedOut: false}) { datasetId } }",
+    ),
 }
 
 

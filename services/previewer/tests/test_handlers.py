@@ -1,26 +1,18 @@
-"""Preview fan-out, sampling and persistence, on a real catalog with a fake source."""
+"""The previewer's consumer handlers on a real catalog: fan-out, request intake (policy,
+throttle, failed state), persistence (newer wins, masks and caps for outside samples)."""
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import pytest
 
-from freshet.catalog import Database, DatasetSpec, UnitOfWork
-from freshet.catalog.secrets import SecretBox, generate_key
-from freshet.connectors import Connector, ConnectorError, Sample, TableInfo
-from freshet.contracts import (
-    Envelope,
-    Event,
-    PreviewRequested,
-    PreviewSampled,
-    RunCompleted,
-)
-from freshet.devstack.testing import envelope_of
+from freshet.catalog import UnitOfWork
+from freshet.catalog.masks import MASKED
+from freshet.contracts import PreviewRequested, PreviewSampled
+from freshet.previewer.bounds import TRUNCATED_MARK
 from freshet.previewer.handlers import (
     PreviewerDeps,
     handle_preview_requested,
@@ -28,228 +20,246 @@ from freshet.previewer.handlers import (
     handle_run_completed,
 )
 
+if TYPE_CHECKING:
+    from services.previewer.tests.conftest import Helpers
+
+from datetime import UTC, datetime
+
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-
-
-class FakeSource:
-    kind = "sqlite"
-
-    def __init__(self) -> None:
-        self.rows: list[list[Any]] = [[i, f"name {i}"] for i in range(80)]
-        self.error: ConnectorError | None = None
-        self.limits: list[int] = []
-
-    async def test(self) -> None:
-        return None
-
-    async def introspect(self) -> list[TableInfo]:
-        return []
-
-    async def sample(self, schema_name: str, table: str, limit: int) -> Sample:
-        self.limits.append(limit)
-        if self.error is not None:
-            raise self.error
-        return Sample(columns=["id", "name"], rows=self.rows[:limit])
-
-
-@pytest.fixture
-def source() -> FakeSource:
-    return FakeSource()
-
-
-@pytest.fixture
-def deps(sqlite_catalog: Database, source: FakeSource) -> PreviewerDeps:
-    def connect(kind: str, config: Mapping[str, object], secrets: Mapping[str, str]) -> Connector:
-        return source
-
-    return PreviewerDeps(
-        db=sqlite_catalog,
-        secrets=SecretBox([generate_key()]),
-        source="/freshet/previewer",
-        connect=connect,
-    )
-
-
-def envelope(event: Event, event_id: str | None = None) -> Envelope:
-    return envelope_of(event, event_id=event_id, correlation_id="corr-7")
-
-
-async def add_endpoint(
-    deps: PreviewerDeps, tables: list[str], policy: str = "auto"
-) -> tuple[uuid.UUID, dict[str, uuid.UUID]]:
-    async with UnitOfWork(deps.db) as uow:
-        endpoint = await uow.endpoints.add(
-            name=f"ep-{uuid.uuid4().hex[:6]}", kind="sqlite", config={}, preview_policy=policy
-        )
-        result = await uow.datasets.sync(
-            endpoint_id=endpoint.id,
-            endpoint_kind="sqlite",
-            run_id=uuid.uuid4(),
-            specs=[
-                DatasetSpec("main", t, "table", [{"name": "id"}], ["id"], [], t) for t in tables
-            ],
-        )
-        await uow.commit()
-        return endpoint.id, {d.name: d.id for d in result.added}
-
-
-def completed(endpoint_id: uuid.UUID, status: str = "SUCCEEDED") -> RunCompleted:
-    return RunCompleted(
-        run_id=uuid.uuid4(),
-        collection_id=uuid.uuid4(),
-        endpoint_id=endpoint_id,
-        status=status,
-        trigger_source="manual",
-        completed_at=NOW,
-    )
-
-
-async def outbox(deps: PreviewerDeps, topic: str) -> list[dict[str, Any]]:
-    async with UnitOfWork(deps.db) as uow:
-        rows = await uow.outbox.pending(1000)
-    return [json.loads(r.value) | {"_headers": dict(r.headers)} for r in rows if r.topic == topic]
-
-
-async def preview_of(deps: PreviewerDeps, dataset_id: uuid.UUID) -> dict[str, Any]:
-    async with UnitOfWork(deps.db) as uow:
-        dataset = await uow.datasets.get(dataset_id)
-        assert dataset is not None
-        return dict(dataset.payload)
 
 
 # --- fan-out ---------------------------------------------------------------------------------
 
 
-async def test_a_succeeded_run_requests_one_preview_per_live_dataset(deps: PreviewerDeps) -> None:
-    endpoint_id, ids = await add_endpoint(deps, ["a", "b", "opted_out"])
+async def test_a_succeeded_run_requests_one_preview_per_live_dataset(
+    deps: PreviewerDeps, h: Helpers
+) -> None:
+    endpoint_id, ids = await h.add_endpoint(["a", "b", "opted_out"])
     async with UnitOfWork(deps.db) as uow:
         dataset = await uow.datasets.get(ids["opted_out"])
         assert dataset is not None
         dataset.payload = {"previewOptOut": True}
         await uow.commit()
-    event = completed(endpoint_id)
+    event = h.completed(endpoint_id)
 
-    await handle_run_completed(envelope(event), deps)
+    await handle_run_completed(h.envelope(event), deps)
 
-    requests = await outbox(deps, "freshet.preview.requested")
+    requests = await h.outbox("freshet.preview.requested")
     assert sorted(r["dataset_id"] for r in requests) == sorted(str(ids[n]) for n in ("a", "b"))
     assert {r["refresh_source"] for r in requests} == {"collection"}
     assert {r["run_id"] for r in requests} == {str(event.run_id)}
+    assert all(r["request_id"] for r in requests)
     assert {r["_headers"]["ce_correlationid"] for r in requests} == {"corr-7"}
+    [record] = await h.audit_of(action="preview.fanout")
+    assert record.outcome == "requested"
+    assert record.details == {"runId": str(event.run_id), "requested": 2, "optedOut": 1}
 
 
-async def test_the_same_run_completed_twice_fans_out_once(deps: PreviewerDeps) -> None:
-    endpoint_id, _ = await add_endpoint(deps, ["a"])
-    env = envelope(completed(endpoint_id))
+async def test_the_same_run_completed_twice_fans_out_once(deps: PreviewerDeps, h: Helpers) -> None:
+    endpoint_id, _ = await h.add_endpoint(["a"])
+    env = h.envelope(h.completed(endpoint_id))
     await handle_run_completed(env, deps)
     await handle_run_completed(env, deps)
-    assert len(await outbox(deps, "freshet.preview.requested")) == 1
+    assert len(await h.outbox("freshet.preview.requested")) == 1
 
 
 @pytest.mark.parametrize(
-    ("status", "policy", "auto"),
+    ("policy", "auto", "reason"),
     [
-        ("FAILED", "auto", True),
-        ("SKIPPED", "auto", True),
-        ("SUCCEEDED", "manual-only", True),
-        ("SUCCEEDED", "disabled", True),
-        ("SUCCEEDED", "auto", False),
+        ("manual-only", True, "policy is manual-only"),
+        ("disabled", True, "policy is disabled"),
+        ("auto", False, "FRESHET_PREVIEW_AUTO=false"),
     ],
 )
-async def test_no_automatic_previews_unless_succeeded_auto_and_enabled(
-    deps: PreviewerDeps, status: str, policy: str, auto: bool
+async def test_no_automatic_previews_unless_auto_policy_and_switch_on_and_it_is_audited(
+    deps: PreviewerDeps, h: Helpers, policy: str, auto: bool, reason: str
 ) -> None:
     deps.auto = auto
-    endpoint_id, _ = await add_endpoint(deps, ["a"], policy=policy)
-    await handle_run_completed(envelope(completed(endpoint_id, status)), deps)
-    assert await outbox(deps, "freshet.preview.requested") == []
+    endpoint_id, _ = await h.add_endpoint(["a"], policy=policy)
+    await handle_run_completed(h.envelope(h.completed(endpoint_id)), deps)
+    assert await h.outbox("freshet.preview.requested") == []
+    [record] = await h.audit_of(action="preview.fanout")
+    assert record.outcome == "refused"
+    assert reason in (record.reason or "")
 
 
-# --- sampling --------------------------------------------------------------------------------
-
-
-async def test_sampling_publishes_at_most_fifty_rows_with_provenance(
-    deps: PreviewerDeps, source: FakeSource
+@pytest.mark.parametrize("status", ["FAILED", "SKIPPED", "CANCELLED"])
+async def test_an_unsuccessful_run_requests_nothing(
+    deps: PreviewerDeps, h: Helpers, status: str
 ) -> None:
-    endpoint_id, ids = await add_endpoint(deps, ["a"])
-    run_id = uuid.uuid4()
-    request = PreviewRequested(
-        dataset_id=ids["a"], endpoint_id=endpoint_id, refresh_source="collection", run_id=run_id
+    endpoint_id, _ = await h.add_endpoint(["a"])
+    await handle_run_completed(h.envelope(h.completed(endpoint_id, status)), deps)
+    assert await h.outbox("freshet.preview.requested") == []
+
+
+# --- request intake ----------------------------------------------------------------------------
+
+
+def ask(
+    dataset_id: uuid.UUID, endpoint_id: uuid.UUID, source: str = "collection", **more: object
+) -> PreviewRequested:
+    return PreviewRequested(
+        dataset_id=dataset_id,
+        endpoint_id=endpoint_id,
+        refresh_source=source,
+        **more,
     )
-    await handle_preview_requested(envelope(request), deps)
-
-    [sample] = await outbox(deps, "freshet.preview.sampled")
-    assert source.limits == [50]
-    assert sample["row_count"] == 50
-    assert sample["rows"][0] == [0, "name 0"]
-    assert sample["columns"] == ["id", "name"]
-    assert sample["sampled_by"] == "freshet-previewer"
-    assert sample["refresh_source"] == "collection"
-    assert sample["run_id"] == str(run_id)
 
 
-async def test_a_permanent_sampling_failure_is_recorded_on_the_dataset(
-    deps: PreviewerDeps, source: FakeSource
+async def test_an_accepted_request_is_queued_and_wakes_its_endpoint(
+    deps: PreviewerDeps, h: Helpers
 ) -> None:
-    source.error = ConnectorError("table not found", transient=False)
-    endpoint_id, ids = await add_endpoint(deps, ["a"])
-    request = PreviewRequested(
-        dataset_id=ids["a"], endpoint_id=endpoint_id, refresh_source="manual"
+    woken: list[uuid.UUID] = []
+    deps.notify = woken.append
+    endpoint_id, ids = await h.add_endpoint(["a"])
+    request_id = uuid.uuid4()
+
+    await handle_preview_requested(
+        h.envelope(ask(ids["a"], endpoint_id, request_id=request_id)), deps
     )
-    await handle_preview_requested(envelope(request), deps)
-    payload = await preview_of(deps, ids["a"])
-    assert "table not found" in payload["previewError"]["reason"]
-    assert "preview" not in payload
-    assert await outbox(deps, "freshet.preview.sampled") == []
+
+    row = await h.request_of(request_id)
+    assert row.status == "queued"
+    assert row.due_at is not None
+    assert row.correlation_id == "corr-7"
+    assert woken == [endpoint_id]
 
 
-async def test_a_transient_sampling_failure_is_left_to_the_consumer_to_retry(
-    deps: PreviewerDeps, source: FakeSource
+async def test_a_redelivered_request_is_one_request(deps: PreviewerDeps, h: Helpers) -> None:
+    endpoint_id, ids = await h.add_endpoint(["a"])
+    env = h.envelope(ask(ids["a"], endpoint_id))
+    await handle_preview_requested(env, deps)
+    await handle_preview_requested(env, deps)
+    assert len(await h.requests_of(ids["a"])) == 1
+
+
+@pytest.mark.parametrize(
+    ("policy", "opt_out", "source", "expected"),
+    [
+        ("disabled", False, "manual", "refused"),
+        ("disabled", False, "collection", "refused"),
+        ("auto", True, "manual", "refused"),
+        ("manual-only", False, "schedule", "refused"),
+        ("manual-only", False, "manual", "queued"),
+    ],
+)
+async def test_policy_decides_what_may_be_sampled(
+    deps: PreviewerDeps, h: Helpers, policy: str, opt_out: bool, source: str, expected: str
 ) -> None:
-    source.error = ConnectorError("statement timed out", transient=True)
-    endpoint_id, ids = await add_endpoint(deps, ["a"])
-    request = PreviewRequested(
-        dataset_id=ids["a"], endpoint_id=endpoint_id, refresh_source="manual"
-    )
-    with pytest.raises(ConnectorError):
-        await handle_preview_requested(envelope(request), deps)
-    # Nothing claimed: the retried delivery is processed normally.
-    source.error = None
-    await handle_preview_requested(envelope(request, event_id="retry"), deps)
-    assert len(await outbox(deps, "freshet.preview.sampled")) == 1
+    endpoint_id, ids = await h.add_endpoint(["a"], policy=policy)
+    if opt_out:
+        async with UnitOfWork(deps.db) as uow:
+            dataset = await uow.datasets.get(ids["a"])
+            assert dataset is not None
+            dataset.payload = {"previewOptOut": True}
+            await uow.commit()
+    await handle_preview_requested(h.envelope(ask(ids["a"], endpoint_id, source)), deps)
+    [row] = await h.requests_of(ids["a"])
+    assert row.status == expected
+    if expected == "refused":
+        [record] = await h.audit_of(action="preview.sample", outcome="refused")
+        assert record.reason == row.reason
+        assert record.target_id == str(ids["a"])
 
 
-async def test_a_disabled_endpoint_is_never_sampled(
-    deps: PreviewerDeps, source: FakeSource
+async def test_a_second_automatic_refresh_within_the_interval_is_throttled_but_manual_is_not(
+    deps: PreviewerDeps, h: Helpers
 ) -> None:
-    endpoint_id, ids = await add_endpoint(deps, ["a"], policy="disabled")
-    request = PreviewRequested(
-        dataset_id=ids["a"], endpoint_id=endpoint_id, refresh_source="manual"
-    )
-    await handle_preview_requested(envelope(request), deps)
-    assert source.limits == []
-    assert await outbox(deps, "freshet.preview.sampled") == []
+    endpoint_id, ids = await h.add_endpoint(["a"])
+    for source in ("collection", "schedule", "manual"):
+        await handle_preview_requested(h.envelope(ask(ids["a"], endpoint_id, source)), deps)
+    statuses = [(r.refresh_source, r.status) for r in await h.requests_of(ids["a"])]
+    assert statuses == [("collection", "queued"), ("schedule", "throttled"), ("manual", "queued")]
+    [record] = await h.audit_of(outcome="throttled")
+    assert "less than 3600s ago" in (record.reason or "")
 
 
-# --- persistence -----------------------------------------------------------------------------
+async def test_after_the_interval_the_next_automatic_refresh_is_accepted(
+    deps: PreviewerDeps, h: Helpers
+) -> None:
+    endpoint_id, ids = await h.add_endpoint(["a"])
+    clock_now = [NOW]
+    from freshet.previewer.clock import Clock
+
+    deps.clock = Clock(now=lambda: clock_now[0])
+    await handle_preview_requested(h.envelope(ask(ids["a"], endpoint_id)), deps)
+    clock_now[0] = NOW + timedelta(hours=1, seconds=1)
+    await handle_preview_requested(h.envelope(ask(ids["a"], endpoint_id)), deps)
+    assert [r.status for r in await h.requests_of(ids["a"])] == ["queued", "queued"]
 
 
-def sampled(dataset_id: uuid.UUID, at: datetime, marker: int) -> PreviewSampled:
+async def test_after_a_failure_sweeps_wait_for_the_next_run_which_tries_again(
+    deps: PreviewerDeps, h: Helpers
+) -> None:
+    endpoint_id, ids = await h.add_endpoint(["a"])
+    async with UnitOfWork(deps.db) as uow:
+        dataset = await uow.datasets.get(ids["a"])
+        assert dataset is not None
+        dataset.payload = {"previewError": {"at": NOW.isoformat(), "reason": "boom"}}
+        await uow.commit()
+    await handle_preview_requested(h.envelope(ask(ids["a"], endpoint_id, "schedule")), deps)
+    await handle_preview_requested(h.envelope(ask(ids["a"], endpoint_id, "collection")), deps)
+    statuses = [(r.refresh_source, r.status) for r in await h.requests_of(ids["a"])]
+    assert statuses == [("schedule", "dropped"), ("collection", "queued")]
+
+
+async def test_a_request_the_gateway_recorded_is_accepted_once(
+    deps: PreviewerDeps, h: Helpers
+) -> None:
+    endpoint_id, ids = await h.add_endpoint(["a"])
+    async with UnitOfWork(deps.db) as uow:
+        row = uow.previews.stage(
+            dataset_id=ids["a"],
+            endpoint_id=endpoint_id,
+            refresh_source="manual",
+            requested_by="otto",
+            status="requested",
+        )
+        await uow.commit()
+    event = ask(ids["a"], endpoint_id, "manual", request_id=row.id, requested_by="otto")
+    await handle_preview_requested(h.envelope(event), deps)
+    await handle_preview_requested(h.envelope(event), deps)  # another event id, same request
+    [again] = await h.requests_of(ids["a"])
+    assert (again.id, again.status, again.requested_by) == (row.id, "queued", "otto")
+
+
+async def test_a_request_for_an_unknown_dataset_is_dropped(deps: PreviewerDeps, h: Helpers) -> None:
+    await handle_preview_requested(h.envelope(ask(uuid.uuid4(), uuid.uuid4())), deps)
+    assert await h.outbox("freshet.preview.sampled") == []
+
+
+# --- persistence -------------------------------------------------------------------------------
+
+
+def sampled(
+    dataset_id: uuid.UUID,
+    at: datetime,
+    marker: object,
+    *,
+    columns: list[str] | None = None,
+    rows: list[list[object]] | None = None,
+    by: str = "outside-sampler",
+    request_id: uuid.UUID | None = None,
+) -> PreviewSampled:
+    rows = rows if rows is not None else [[marker]]
     return PreviewSampled(
         dataset_id=dataset_id,
-        columns=["id"],
-        rows=[[marker]],
+        columns=columns or ["id"],
+        rows=rows,
         sampled_at=at,
-        sampled_by="outside-sampler",
+        sampled_by=by,
         refresh_source="external",
-        row_count=1,
+        row_count=len(rows),
+        request_id=request_id,
     )
 
 
-async def test_a_sample_is_persisted_with_its_provenance(deps: PreviewerDeps) -> None:
-    _, ids = await add_endpoint(deps, ["a"])
-    await handle_preview_sampled(envelope(sampled(ids["a"], NOW, 1)), deps)
-    preview = (await preview_of(deps, ids["a"]))["preview"]
+async def test_a_sample_is_persisted_with_its_provenance_and_audited_when_from_outside(
+    deps: PreviewerDeps, h: Helpers
+) -> None:
+    _, ids = await h.add_endpoint(["a"])
+    await handle_preview_sampled(h.envelope(sampled(ids["a"], NOW, 1)), deps)
+    preview = (await h.payload_of(ids["a"]))["preview"]
     assert preview == {
         "columns": ["id"],
         "rows": [[1]],
@@ -258,23 +268,94 @@ async def test_a_sample_is_persisted_with_its_provenance(deps: PreviewerDeps) ->
         "sampledBy": "outside-sampler",
         "refreshSource": "external",
         "truncated": False,
+        "truncation": None,
+        "maskedColumns": [],
         "runId": None,
+        "requestId": None,
     }
+    async with UnitOfWork(deps.db) as uow:
+        dataset = await uow.datasets.get(ids["a"])
+        assert dataset is not None
+        assert dataset.preview_sampled_at == NOW
+    [record] = await h.audit_of(action="preview.persist")
+    assert (record.actor, record.outcome) == ("outside-sampler", "stored")
 
 
 async def test_an_older_sample_arriving_late_never_replaces_a_newer_one(
-    deps: PreviewerDeps,
+    deps: PreviewerDeps, h: Helpers
 ) -> None:
-    _, ids = await add_endpoint(deps, ["a"])
-    await handle_preview_sampled(envelope(sampled(ids["a"], NOW, 2)), deps)
-    await handle_preview_sampled(envelope(sampled(ids["a"], NOW - timedelta(minutes=5), 1)), deps)
-    assert (await preview_of(deps, ids["a"]))["preview"]["rows"] == [[2]]
-    await handle_preview_sampled(envelope(sampled(ids["a"], NOW + timedelta(minutes=5), 3)), deps)
-    assert (await preview_of(deps, ids["a"]))["preview"]["rows"] == [[3]]
+    _, ids = await h.add_endpoint(["a"])
+    await handle_preview_sampled(h.envelope(sampled(ids["a"], NOW, 2)), deps)
+    await handle_preview_sampled(h.envelope(sampled(ids["a"], NOW - timedelta(minutes=5), 1)), deps)
+    assert (await h.payload_of(ids["a"]))["preview"]["rows"] == [[2]]
+    # The same sample again, under another event id: nothing changes.
+    await handle_preview_sampled(h.envelope(sampled(ids["a"], NOW, 9)), deps)
+    assert (await h.payload_of(ids["a"]))["preview"]["rows"] == [[2]]
+    await handle_preview_sampled(h.envelope(sampled(ids["a"], NOW + timedelta(minutes=5), 3)), deps)
+    assert (await h.payload_of(ids["a"]))["preview"]["rows"] == [[3]]
 
 
-async def test_a_sample_for_an_unknown_dataset_is_dropped_not_retried(deps: PreviewerDeps) -> None:
+async def test_an_outside_sample_is_masked_and_bounded_before_it_is_stored(
+    deps: PreviewerDeps, h: Helpers
+) -> None:
+    _, ids = await h.add_endpoint(["a"], masks=["email", "re:^ssn"])
+    rows: list[list[object]] = [[i, f"u{i}@example.com", "123-45", "x" * 5000] for i in range(3)]
+    event = sampled(ids["a"], NOW, 0, columns=["id", "Email", "ssn_no", "bio"], rows=rows)
+    await handle_preview_sampled(h.envelope(event), deps)
+    preview = (await h.payload_of(ids["a"]))["preview"]
+    assert preview["maskedColumns"] == ["Email", "ssn_no"]
+    assert all(row[1] == MASKED and row[2] == MASKED for row in preview["rows"])
+    assert all(row[3].endswith(TRUNCATED_MARK) for row in preview["rows"])
+    assert all(len(row[3].encode()) <= 1024 for row in preview["rows"])
+    assert preview["truncated"] is True
+    assert preview["truncation"]["valuesTruncated"] == 3
+    assert "example.com" not in str(preview)
+
+
+async def test_a_sample_for_a_disabled_endpoint_or_opted_out_dataset_is_refused(
+    deps: PreviewerDeps, h: Helpers
+) -> None:
+    _, disabled = await h.add_endpoint(["a"], policy="disabled")
+    _, ids = await h.add_endpoint(["b"])
+    async with UnitOfWork(deps.db) as uow:
+        dataset = await uow.datasets.get(ids["b"])
+        assert dataset is not None
+        dataset.payload = {"previewOptOut": True}
+        await uow.commit()
+    await handle_preview_sampled(h.envelope(sampled(disabled["a"], NOW, 1)), deps)
+    await handle_preview_sampled(h.envelope(sampled(ids["b"], NOW, 1)), deps)
+    assert "preview" not in await h.payload_of(disabled["a"])
+    assert "preview" not in await h.payload_of(ids["b"])
+    refused = await h.audit_of(action="preview.persist", outcome="refused")
+    assert {r.target_id for r in refused} == {str(disabled["a"]), str(ids["b"])}
+
+
+async def test_a_persisted_sample_answers_its_request_and_clears_an_older_error(
+    deps: PreviewerDeps, h: Helpers
+) -> None:
+    endpoint_id, ids = await h.add_endpoint(["a"])
+    async with UnitOfWork(deps.db) as uow:
+        dataset = await uow.datasets.get(ids["a"])
+        assert dataset is not None
+        dataset.payload = {"previewError": {"at": (NOW - timedelta(hours=1)).isoformat()}}
+        row = uow.previews.stage(
+            dataset_id=ids["a"], endpoint_id=endpoint_id, refresh_source="manual", status="sampled"
+        )
+        await uow.commit()
+    event = sampled(ids["a"], NOW, 1, by=deps.sampled_by, request_id=row.id)
+    await handle_preview_sampled(h.envelope(event), deps)
+    assert (await h.request_of(row.id)).status == "persisted"
+    payload = await h.payload_of(ids["a"])
+    assert "previewError" not in payload
+    assert payload["preview"]["requestId"] == str(row.id)
+    # Our own samples were audited when sampled; persisting them adds no record.
+    assert await h.audit_of(action="preview.persist") == []
+
+
+async def test_a_sample_for_an_unknown_dataset_is_dropped_not_retried(
+    deps: PreviewerDeps, h: Helpers
+) -> None:
     unknown = uuid.uuid4()
-    await handle_preview_sampled(envelope(sampled(unknown, NOW, 1)), deps)  # does not raise
+    await handle_preview_sampled(h.envelope(sampled(unknown, NOW, 1)), deps)  # does not raise
     async with UnitOfWork(deps.db) as uow:
         assert await uow.datasets.get(unknown) is None

@@ -8,6 +8,7 @@ from freshet.catalog.models import (
     Dataset,
     DatasetEdge,
     Endpoint,
+    PreviewRequest,
     RunStatus,
 )
 from freshet.catalog.unit_of_work import UnitOfWork
@@ -21,6 +22,7 @@ __all__ = [
     "DatasetSpec",
     "Endpoint",
     "ForeignKeySpec",
+    "PreviewRequest",
     "RunStatus",
     "SyncResult",
     "UnitOfWork",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
@@ -15,6 +15,9 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from freshet.catalog.postgres_tls import split_tls
+
+if TYPE_CHECKING:
+    from freshet.catalog.models import AuditRecord
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 
@@ -81,6 +84,7 @@ class Database:
             self.reader, expire_on_commit=False, class_=AsyncSession
         )
         self._outbox_listeners: list[Callable[[], None]] = []
+        self._audit_listeners: list[Callable[[list[AuditRecord]], None]] = []
 
     @property
     def dialect(self) -> str:
@@ -93,6 +97,15 @@ class Database:
     def outbox_committed(self) -> None:
         for listener in self._outbox_listeners:
             listener()
+
+    def on_audit_commit(self, listener: Callable[[list[AuditRecord]], None]) -> None:
+        """Call `listener` with the audit records of each transaction of this process that
+        committed some (metrics and log lines count what was really written)."""
+        self._audit_listeners.append(listener)
+
+    def audit_committed(self, records: list[AuditRecord]) -> None:
+        for listener in self._audit_listeners:
+            listener(records)
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

@@ -34,6 +34,7 @@ class EndpointRepository:
         labels: Sequence[str] = (),
         ingest_command: Sequence[str] | None = None,
         run_timeout_s: int | None = None,
+        preview_masks: Sequence[str] = (),
     ) -> Endpoint:
         endpoint = Endpoint(
             id=uuid.uuid4(),
@@ -46,6 +47,7 @@ class EndpointRepository:
             labels=list(labels),
             ingest_command=list(ingest_command) if ingest_command else None,
             run_timeout_s=run_timeout_s,
+            preview_masks=list(preview_masks),
         )
         self.session.add(endpoint)
         await self.session.flush()

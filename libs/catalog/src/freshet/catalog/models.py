@@ -83,6 +83,8 @@ class Endpoint(Timestamps, Base):
     ingest_command: Mapped[list[Any] | None] = mapped_column(JsonType, default=None)
     # Per-endpoint bound on one collection run; None means the collector's default.
     run_timeout_s: Mapped[int | None] = mapped_column(Integer, default=None)
+    # Column patterns whose preview values are masked: exact names (any case) or `re:<regex>`.
+    preview_masks: Mapped[list[Any]] = mapped_column(default=list)
 
 
 class Collection(Timestamps, Base):
@@ -296,3 +298,60 @@ class DeadLetterMark(Base):
     digest: Mapped[str] = mapped_column(String(64))
     actor: Mapped[str] = mapped_column(String(200))
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PreviewRequest(Timestamps, Base):
+    """One request to sample a dataset, from the fan-out, the sweep, an operator or outside.
+
+    The previewer's durable work item: the consumer records it and moves on, a worker holding
+    the endpoint's lease runs it. Its id is the handle a caller polls. Statuses:
+    requested (written by the gateway, not yet seen by the previewer) -> queued -> running ->
+    sampled (PreviewSampled written) -> persisted; or refused, throttled, dropped, failed.
+    """
+
+    __tablename__ = "preview_requests"
+    __table_args__ = (
+        Index("ix_preview_requests_status_due_at", "status", "due_at"),
+        Index("ix_preview_requests_endpoint_id_status", "endpoint_id", "status"),
+        Index("ix_preview_requests_dataset_id_requested_at", "dataset_id", "requested_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    dataset_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("endpoints.id", ondelete="CASCADE"))
+    refresh_source: Mapped[str] = mapped_column(String(20))
+    requested_by: Mapped[str | None] = mapped_column(String(200), default=None)
+    run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
+    correlation_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    status: Mapped[str] = mapped_column(String(20))
+    # Why it was refused, throttled, dropped or failed; sanitised, never a secret.
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    due_at: Mapped[datetime | None] = mapped_column(default=None)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The previewer process running it (the holder of the endpoint's preview lease).
+    worker: Mapped[str | None] = mapped_column(String(200), default=None)
+    sampled_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class AuditRecord(Base):
+    """Who or what did what to which target, why, and how it ended. No secrets in any field."""
+
+    __tablename__ = "audit_records"
+    __table_args__ = (
+        Index("ix_audit_records_at_id", "at", "id"),
+        Index("ix_audit_records_target_type_target_id", "target_type", "target_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(80), index=True)
+    target_type: Mapped[str] = mapped_column(String(40))
+    target_id: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    outcome: Mapped[str] = mapped_column(String(40))
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    correlation_id: Mapped[str | None] = mapped_column(String(200), default=None)

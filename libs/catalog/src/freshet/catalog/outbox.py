@@ -52,9 +52,21 @@ class OutboxRepository:
         correlation_id: str | None = None,
         event_id: str | None = None,
     ) -> OutboxMessage:
+        row = self.stage(event, source=source, correlation_id=correlation_id, event_id=event_id)
+        await self.session.flush()
+        return row
+
+    def stage(
+        self,
+        event: Event,
+        *,
+        source: str,
+        correlation_id: str | None = None,
+        event_id: str | None = None,
+    ) -> OutboxMessage:
+        """The event's row in the session, inserted at the next flush or commit."""
         row = OutboxMessage(**outbox_values(event, source, correlation_id, event_id))
         self.session.add(row)
-        await self.session.flush()
         self.added += 1
         return row
 

@@ -20,6 +20,7 @@ from typing import Self
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from freshet.catalog.audit import AuditRepository
 from freshet.catalog.database import Database
 from freshet.catalog.datasets import DatasetRepository
 from freshet.catalog.dead_letters import DeadLetterRepository
@@ -28,6 +29,7 @@ from freshet.catalog.inbox import InboxRepository
 from freshet.catalog.leases import LeaseRepository
 from freshet.catalog.outbox import OutboxRepository
 from freshet.catalog.outbox_notices import CHANNEL
+from freshet.catalog.previews import PreviewRepository
 from freshet.catalog.runs import RunRepository
 from freshet.catalog.schedules import ScheduleRepository
 
@@ -43,6 +45,8 @@ class UnitOfWork:
     leases: LeaseRepository
     schedules: ScheduleRepository
     dead_letters: DeadLetterRepository
+    previews: PreviewRepository
+    audit: AuditRepository
 
     def __init__(self, db: Database, *, read_only: bool = False) -> None:
         self.db = db
@@ -59,6 +63,8 @@ class UnitOfWork:
         self.leases = LeaseRepository(self.session)
         self.schedules = ScheduleRepository(self.session)
         self.dead_letters = DeadLetterRepository(self.session)
+        self.previews = PreviewRepository(self.session)
+        self.audit = AuditRepository(self.session)
         return self
 
     async def __aexit__(
@@ -81,7 +87,10 @@ class UnitOfWork:
         if self.outbox.added:
             self.outbox.added = 0
             self.db.outbox_committed()
+        if self.audit.recorded:
+            self.db.audit_committed(self.audit.take_recorded())
 
     async def rollback(self) -> None:
         await self.session.rollback()
         self.outbox.added = 0
+        self.audit.take_recorded()

@@ -14,9 +14,10 @@ from freshet.connectors.registry import (
     connector_factory,
     connector_for,
 )
-from freshet.connectors.values import json_safe
+from freshet.connectors.values import BINARY_NOTE, binary_note, json_safe
 
 __all__ = [
+    "BINARY_NOTE",
     "CONFIG_MODELS",
     "KINDS",
     "ColumnInfo",
@@ -26,6 +27,7 @@ __all__ = [
     "ForeignKeyInfo",
     "Sample",
     "TableInfo",
+    "binary_note",
     "connector_factory",
     "connector_for",
     "json_safe",

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
 from pydantic import JsonValue
+
+# How a binary value appears in a sample: its size, never its bytes.
+BINARY_NOTE = re.compile(r"<binary (\d+) bytes>")
+
+
+def binary_note(size: int) -> str:
+    return f"<binary {size} bytes>"
 
 
 def json_safe(value: object) -> JsonValue:
@@ -35,7 +43,7 @@ def json_safe(value: object) -> JsonValue:
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, bytes | bytearray | memoryview):
-        return f"<binary {value.nbytes if isinstance(value, memoryview) else len(value)} bytes>"
+        return binary_note(value.nbytes if isinstance(value, memoryview) else len(value))
     if isinstance(value, list | tuple):
         return [json_safe(item) for item in value]
     if isinstance(value, dict):

@@ -116,6 +116,12 @@ class PreviewRequested(Event):
     refresh_source: RefreshSource
     run_id: UUID | None = None
     requested_by: str | None = Field(default=None, max_length=200)
+    request_id: UUID | None = Field(
+        default=None,
+        description="The preview request this event carries (the handle a caller polls). When "
+        "absent the previewer derives one from the event id, so a redelivered event is one "
+        "request.",
+    )
 
 
 class PreviewSampled(Event):
@@ -134,6 +140,17 @@ class PreviewSampled(Event):
     truncated: bool = False
     row_count: int = Field(ge=0)
     run_id: UUID | None = None
+    request_id: UUID | None = Field(
+        default=None, description="The preview request this sample answers, if any."
+    )
+    truncation: dict[str, JsonValue] | None = Field(
+        default=None,
+        description="What was cut to keep the sample small: counts of values truncated, binary "
+        "values replaced and rows dropped, and where.",
+    )
+    masked_columns: list[str] | None = Field(
+        default=None, description="Columns whose values were replaced by the endpoint's masks."
+    )
 
 
 class CollectionChanged(Event):

@@ -86,3 +86,34 @@ DEAD_LETTER_REPLAYS = Counter(
     "Dead-lettered messages re-published to their original topic by an operator.",
     ["topic"],
 )
+PREVIEW_REQUESTS = Counter(
+    "freshet_preview_requests_total",
+    "Preview requests by refresh source and final outcome (sampled, failed, throttled, "
+    "refused, dropped).",
+    ["source", "outcome"],
+)
+PREVIEW_OLDEST_AGE = Gauge(
+    "freshet_preview_oldest_age_seconds",
+    "Age of the oldest preview of an auto-policy endpoint's previewable datasets (never-sampled "
+    "ones are counted in freshet_previews_stale).",
+    ["endpoint"],
+)
+PREVIEWS_STALE = Gauge(
+    "freshet_previews_stale",
+    "Previewable datasets of an auto-policy endpoint whose preview is stale or missing.",
+    ["endpoint"],
+)
+PREVIEW_BACKLOG = Gauge(
+    "freshet_preview_requests_open",
+    "Preview requests waiting or running, by status (queued, running).",
+    ["status"],
+)
+PREVIEW_ENDPOINTS_HELD = Gauge(
+    "freshet_preview_endpoints_held",
+    "Endpoints whose preview lease this previewer holds (it samples them).",
+)
+AUDIT_RECORDS = Counter(
+    "freshet_audit_records_total",
+    "Audit records written, by action and outcome.",
+    ["action", "outcome"],
+)

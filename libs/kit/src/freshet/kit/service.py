@@ -27,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from freshet.catalog import Database, redact
 from freshet.contracts import Topic
+from freshet.kit import audit
 from freshet.kit.broker import make_producer
 from freshet.kit.consumer import Consumer, Handler, Subscription
 from freshet.kit.logging import configure_logging
@@ -47,6 +48,7 @@ class ServiceRuntime:
         self.source = f"/freshet/{name}"
         self.holder = holder_id(name)
         self.db = Database(settings.database_url)
+        audit.install(self.db)
         self.run_relay = run_relay
         # aiokafka clients must be made inside the running event loop: see start().
         self._producer: AIOKafkaProducer | None = None

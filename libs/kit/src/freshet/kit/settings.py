@@ -116,6 +116,43 @@ class Settings(BaseSettings):
             raise ValueError("FRESHET_KAFKA_SSL_CERTFILE and FRESHET_KAFKA_SSL_KEYFILE go together")
         return self
 
+    # Previews (issue 5; docs/architecture.md, "Previews").
+    # Rows one sample reads at most; 50 is also the hard cap the events enforce.
+    preview_max_rows: int = Field(default=50, ge=1, le=50)
+    # Strings (and other values, as JSON text) over this many UTF-8 bytes are cut, marked.
+    preview_max_value_bytes: int = Field(default=1024, ge=64, le=65_536)
+    # The whole preview (columns and rows as JSON) stays under this; rows go from the end.
+    preview_max_bytes: int = Field(default=65_536, ge=4_096, le=1_048_576)
+    # Bounds connecting and every statement of one sample (the connectors' statement timeout).
+    preview_statement_timeout_s: float = Field(default=15.0, gt=0)
+    # Per endpoint: samples running at once, and started per second. Limits are global across
+    # previewer replicas: one replica at a time works on an endpoint (a lease per endpoint).
+    preview_endpoint_concurrency: int = Field(default=2, ge=1, le=256)
+    preview_endpoint_rate: float = Field(default=5.0, gt=0)
+    # Per dataset: at most one automatic refresh in this window; manual previews bypass it.
+    preview_dataset_interval_s: float = Field(default=3_600.0, ge=0)
+    # Attempts per request (transient failures: timeouts, refused connections), with
+    # exponential backoff and jitter between them; then the request fails for that dataset.
+    preview_max_attempts: int = Field(default=4, ge=1, le=20)
+    preview_retry_initial_s: float = Field(default=1.0, ge=0)
+    preview_retry_max_s: float = Field(default=30.0, ge=0)
+    preview_retry_jitter_s: float = Field(default=1.0, ge=0)
+    # A previewer holds an endpoint's preview lease this long unless it renews it.
+    preview_lease_ttl_s: float = Field(default=15.0, gt=0)
+    # How often a previewer looks for endpoints with due requests that no one works on.
+    preview_poll_interval_s: float = Field(default=0.5, gt=0)
+    # Endpoints one previewer process works on at once, and requests it holds per endpoint
+    # (running or waiting to retry); the rest wait in the catalog.
+    preview_max_endpoints: int = Field(default=64, ge=1)
+    preview_endpoint_backlog: int = Field(default=32, ge=1)
+    # How long POST /datasets/{id}/preview waits for fresh rows before answering 202.
+    preview_request_timeout_s: float = Field(default=10.0, ge=0, le=120)
+    # How often the previewer exports preview-age gauges and prunes old requests and audit.
+    preview_gauge_interval_s: float = Field(default=15.0, gt=0)
+    # Finished preview requests and audit records are kept this long.
+    preview_request_retention_hours: float = Field(default=24.0 * 7, gt=0)
+    audit_retention_days: float = Field(default=90.0, gt=0)
+
     @property
     def is_production(self) -> bool:
         return self.environment == "production"

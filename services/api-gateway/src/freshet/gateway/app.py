@@ -9,7 +9,15 @@ from freshet.gateway import errors, http_observability, ui
 from freshet.gateway.auth import TokenStore
 from freshet.gateway.body_limit import BodyLimit
 from freshet.gateway.graphql import graphql_router
-from freshet.gateway.routes import collections, datasets, endpoints, runs, schedules
+from freshet.gateway.routes import (
+    audit,
+    collections,
+    datasets,
+    endpoints,
+    previews,
+    runs,
+    schedules,
+)
 from freshet.gateway.routes import dead_letters as dead_letter_routes
 from freshet.gateway.settings import GatewaySettings
 from freshet.kit.secrets import secret_box
@@ -50,6 +58,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         schedules.router,
         datasets.router,
         dead_letter_routes.router,
+        previews.router,
+        audit.router,
     ):
         app.include_router(router)
     app.include_router(graphql_router())

@@ -41,6 +41,11 @@ DeadLetterNotFound = _error("E_DEAD_LETTER_NOT_FOUND", 404)
 DeadLetterPurged = _error("E_DEAD_LETTER_PURGED", 409)
 DeadLetterNotReplayable = _error("E_DEAD_LETTER_NOT_REPLAYABLE", 409)
 BrokerUnavailable = _error("E_BROKER_UNAVAILABLE", 503)
+PreviewDisabled = _error("E_PREVIEW_DISABLED", 409)
+PreviewOptedOut = _error("E_PREVIEW_OPTED_OUT", 409)
+DatasetRemoved = _error("E_DATASET_REMOVED", 409)
+PreviewFailed = _error("E_PREVIEW_FAILED", 502)
+PreviewRequestNotFound = _error("E_PREVIEW_REQUEST_NOT_FOUND", 404)
 
 
 def body(code: str, message: str, details: Any = None) -> dict[str, Any]:

@@ -10,11 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import inspect as sa_inspect
 
 from freshet.catalog import Collection, CollectionRun, Dataset, DatasetEdge, Endpoint
+from freshet.catalog.audit import audit_cursor
 from freshet.catalog.endpoints import collection_cursor
-from freshet.catalog.models import DeadLetterMark, Schedule
+from freshet.catalog.models import AuditRecord, DeadLetterMark, PreviewRequest, Schedule
 from freshet.catalog.runs import run_cursor
 from freshet.catalog.schedules import MAX_JITTER_S
 from freshet.contracts import RunFilters
+from freshet.gateway.service_layer.previews import PreviewView
 from freshet.kit.dead_letters import DeadLetter
 
 PreviewPolicy = Literal["auto", "manual-only", "disabled"]
@@ -34,6 +36,14 @@ IngestCommand = Annotated[
     ),
 ]
 RunTimeout = Annotated[int, Field(ge=1, le=24 * 3600, description="Seconds one run may take.")]
+PreviewMasks = Annotated[
+    list[str],
+    Field(
+        max_length=100,
+        description="Columns whose preview values are masked: a column name (any case) or "
+        "`re:<regular expression>` searched in column names (any case).",
+    ),
+]
 
 
 class EndpointCreate(BaseModel):
@@ -51,6 +61,7 @@ class EndpointCreate(BaseModel):
     labels: list[Label] = Field(default_factory=list, max_length=50)
     ingest_command: IngestCommand | None = None
     run_timeout_s: RunTimeout | None = None
+    preview_masks: PreviewMasks = Field(default_factory=list)
 
 
 class EndpointUpdate(BaseModel):
@@ -65,6 +76,7 @@ class EndpointUpdate(BaseModel):
     labels: list[Label] | None = Field(default=None, max_length=50)
     ingest_command: IngestCommand | None = None
     run_timeout_s: RunTimeout | None = None
+    preview_masks: PreviewMasks | None = None
 
 
 class ConnectionTestOut(BaseModel):
@@ -123,6 +135,7 @@ class EndpointOut(BaseModel):
     collection_id: uuid.UUID | None
     created_at: datetime
     updated_at: datetime
+    preview_masks: list[str] = Field(default_factory=list)
 
     @classmethod
     def of(cls, e: Endpoint, collection: Collection | None) -> EndpointOut:
@@ -139,6 +152,7 @@ class EndpointOut(BaseModel):
             collection_id=collection.id if collection else None,
             created_at=e.created_at,
             updated_at=e.updated_at,
+            preview_masks=[str(m) for m in e.preview_masks],
         )
 
 
@@ -264,6 +278,7 @@ class DatasetOut(BaseModel):
     )
     edges: list[EdgeOut] | None = None
     updated_at: datetime
+    preview_opt_out: bool = False
 
     @classmethod
     def of(cls, d: Dataset, edges: list[DatasetEdge] | None = None) -> DatasetOut:
@@ -283,6 +298,7 @@ class DatasetOut(BaseModel):
             if edges is None
             else [EdgeOut.model_validate(e, from_attributes=True) for e in edges],
             updated_at=d.updated_at,
+            preview_opt_out=bool(d.payload.get("previewOptOut")),
         )
 
 
@@ -358,3 +374,120 @@ class DeadLetterReplayAllOut(BaseModel):
 
 class DeadLetterPurgeOut(BaseModel):
     purged: int
+
+
+# --- previews (issue 5) ------------------------------------------------------------------------
+
+
+class PreviewRequestOut(BaseModel):
+    """A preview request: the handle of a manual preview, pollable until answered."""
+
+    id: uuid.UUID
+    dataset_id: uuid.UUID
+    endpoint_id: uuid.UUID
+    status: str = Field(
+        description="requested, queued, running, sampled, persisted (answered with rows), "
+        "refused, throttled, dropped or failed."
+    )
+    refresh_source: str
+    requested_by: str | None
+    requested_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempts: int
+    reason: str | None = Field(description="Why it was refused or failed; no secrets.")
+    poll_url: str = Field(description="GET it for this request's status.")
+    preview_url: str = Field(description="GET it for the dataset's preview.")
+
+    @classmethod
+    def of(cls, r: PreviewRequest) -> PreviewRequestOut:
+        return cls(
+            id=r.id,
+            dataset_id=r.dataset_id,
+            endpoint_id=r.endpoint_id,
+            status=r.status,
+            refresh_source=r.refresh_source,
+            requested_by=r.requested_by,
+            requested_at=r.requested_at,
+            started_at=r.started_at,
+            finished_at=r.finished_at,
+            attempts=r.attempts,
+            reason=r.reason,
+            poll_url=f"/preview-requests/{r.id}",
+            preview_url=f"/datasets/{r.dataset_id}/preview",
+        )
+
+
+class PreviewErrorOut(BaseModel):
+    at: str | None = None
+    reason: str | None = None
+    attempts: int | None = None
+
+
+class DatasetPreviewOut(BaseModel):
+    """A dataset's preview: the stored sample with its provenance, age and staleness."""
+
+    dataset_id: uuid.UUID
+    endpoint_id: uuid.UUID
+    cached: bool = Field(
+        description="true: the stored sample; false: sampled just now for this request."
+    )
+    sampled: bool = Field(description="false when the dataset was never sampled.")
+    columns: list[str]
+    rows: list[list[Any]]
+    row_count: int
+    sampled_at: datetime | None = Field(description="null when never sampled.")
+    sampled_by: str | None
+    refresh_source: str | None = Field(description="collection, manual, schedule or external.")
+    run_id: str | None
+    truncated: bool
+    truncation: dict[str, Any] | None = Field(description="What was cut, and where.")
+    masked_columns: list[str]
+    age_seconds: float | None
+    stale: bool = Field(description="Older than stale_after_seconds, or never sampled.")
+    stale_after_seconds: float
+    preview_policy: str = Field(description="The endpoint's policy: auto, manual-only, disabled.")
+    opted_out: bool
+    last_error: PreviewErrorOut | None = Field(
+        description="The last failed sampling, when no newer preview was stored since."
+    )
+    request: PreviewRequestOut | None = Field(
+        default=None, description="The manual request this answers (POST only)."
+    )
+
+    @classmethod
+    def of(cls, v: PreviewView) -> DatasetPreviewOut:
+        error = v.last_error
+        return cls(
+            **v.fields(),
+            last_error=PreviewErrorOut.model_validate(error) if error else None,
+            request=PreviewRequestOut.of(v.request) if v.request is not None else None,
+        )
+
+
+class DatasetPreviewSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    opt_out: bool = Field(
+        description="true: never preview this dataset (stored sample purged, manual previews "
+        "refused); false: preview it as its endpoint's policy says."
+    )
+
+
+class AuditRecordOut(BaseModel):
+    id: uuid.UUID
+    at: datetime
+    actor: str
+    action: str
+    target_type: str
+    target_id: str
+    outcome: str
+    reason: str | None
+    details: dict[str, Any]
+    correlation_id: str | None
+    cursor: str = Field(description="Pass as `after` to get the records after this one.")
+
+    @classmethod
+    def of(cls, r: AuditRecord) -> AuditRecordOut:
+        data = {k: getattr(r, k) for k in cls.model_fields if k != "cursor"}
+        return cls(**data, cursor=audit_cursor(r))

@@ -25,7 +25,9 @@ from freshet.contracts import RunFilters
 from freshet.gateway import errors
 from freshet.gateway.auth import Role
 from freshet.gateway.graphql.errors import ErrorCodes, log_errors, pydantic_details
+from freshet.gateway.graphql.ids import parse_id as _uuid
 from freshet.gateway.graphql.permissions import check_roles, role_field
+from freshet.gateway.graphql.previews import PreviewMutation, PreviewQuery
 from freshet.gateway.graphql.types import (
     CollectionCreateInput,
     CollectionUpdateInput,
@@ -54,13 +56,6 @@ def _given(value: Any) -> bool:
 
 def _invalid(loc: Iterable[str], message: str, msg: str) -> errors.ApiError:
     return errors.ValidationFailed(message, details=[{"loc": list(loc), "msg": msg}])
-
-
-def _uuid(value: str, *loc: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except (ValueError, TypeError):
-        raise _invalid(loc, f"{'.'.join(loc)} is not a valid id", "is not a UUID") from None
 
 
 def _optional_uuid(value: str | None, *loc: str) -> uuid.UUID | None:
@@ -127,7 +122,7 @@ async def _queue(
 
 
 @strawberry.type
-class Query:
+class Query(PreviewQuery):
     @role_field(
         Role.viewer,
         "Collections, oldest first, `first` (1 to 500) of them after the cursor `after`.",
@@ -225,7 +220,7 @@ class Query:
 
 
 @strawberry.type
-class Mutation:
+class Mutation(PreviewMutation):
     @role_field(
         Role.admin,
         "Create the collection of an endpoint that has none (E_VALIDATION when it has one).",

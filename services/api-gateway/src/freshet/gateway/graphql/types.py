@@ -55,6 +55,9 @@ class MetadataEndpoint:
     labels: list[str]
     created_at: datetime
     updated_at: datetime
+    preview_masks: list[str] = strawberry.field(
+        description="Columns whose preview values are masked: names (any case) or `re:<regex>`."
+    )
 
     collection: MetadataCollection | None = strawberry.field(
         resolver=_collection_of, description="The endpoint's collection; null if it has none."
@@ -72,6 +75,7 @@ class MetadataEndpoint:
             labels=[str(x) for x in e.labels],
             created_at=e.created_at,
             updated_at=e.updated_at,
+            preview_masks=[str(m) for m in e.preview_masks],
         )
 
 

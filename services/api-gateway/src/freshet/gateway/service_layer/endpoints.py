@@ -15,7 +15,7 @@ from freshet.catalog.clock import utcnow
 from freshet.connectors import KINDS, ConnectorError, connector_for
 from freshet.gateway import errors
 from freshet.gateway.schemas import ConnectionTestOut, EndpointCreate, EndpointUpdate
-from freshet.gateway.service_layer import collections
+from freshet.gateway.service_layer import collections, previews
 from freshet.gateway.service_layer.caller import Caller
 from freshet.gateway.service_layer.checks import refuse_nul
 from freshet.kit.redaction import describe_error
@@ -71,6 +71,7 @@ def validate_endpoint(
 
 def validate_new_endpoint(caller: Caller, data: EndpointCreate) -> None:
     refuse_nul(data.labels, ["body", "labels"])
+    previews.check_masks(data.preview_masks, ["body", "preview_masks"])
     validate_endpoint(
         caller,
         kind=data.kind,
@@ -98,6 +99,7 @@ async def register_endpoint(
             labels=data.labels,
             ingest_command=data.ingest_command,
             run_timeout_s=data.run_timeout_s,
+            preview_masks=data.preview_masks,
         )
         collection = await uow.collections.add(endpoint_id=endpoint.id)
         await collections.announce(uow, caller, collection)
@@ -121,6 +123,8 @@ def _changed_settings(
     """The config and secrets the endpoint would have after `data`, validated as a new
     endpoint's would be."""
     refuse_nul(data.labels, ["body", "labels"])
+    if data.preview_masks is not None:
+        previews.check_masks(data.preview_masks, ["body", "preview_masks"])
     secrets = caller.secret_box.decrypt(endpoint.secret_ciphertext)
     if data.secrets is not None:
         for name, value in data.secrets.items():
@@ -148,6 +152,7 @@ async def update_endpoint(
     endpoint = await get_endpoint(uow, endpoint_id)
     sent = data.model_fields_set
     config, secrets = _changed_settings(caller, endpoint, data)
+    preview_before = previews.endpoint_settings(endpoint)
     if data.name is not None and data.name != endpoint.name:
         if await uow.endpoints.get_by_name(data.name) is not None:
             raise errors.EndpointNameTaken(f"an endpoint named {data.name!r} exists")
@@ -157,6 +162,8 @@ async def update_endpoint(
     endpoint.secret_names = sorted(secrets)
     if data.preview_policy is not None:
         endpoint.preview_policy = data.preview_policy
+    if data.preview_masks is not None:
+        endpoint.preview_masks = list(data.preview_masks)
     if data.labels is not None:
         endpoint.labels = list(data.labels)
     if "ingest_command" in sent:
@@ -166,6 +173,7 @@ async def update_endpoint(
     endpoint.updated_at = utcnow()
     try:
         await uow.session.flush()
+        await previews.endpoint_settings_changed(uow, caller, endpoint, preview_before)
         collection = await uow.collections.for_endpoint(endpoint.id)
         await uow.commit()
     except IntegrityError:

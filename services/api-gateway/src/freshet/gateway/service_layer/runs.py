@@ -27,7 +27,7 @@ async def get_run(uow: UnitOfWork, run_id: uuid.UUID) -> CollectionRun:
     return run
 
 
-def _utc(value: datetime | None, field: str) -> datetime | None:
+def as_utc(value: datetime | None, field: str) -> datetime | None:
     """A time without an offset is read as UTC, the catalog's zone. One that has no UTC
     equivalent (9999-12-31T23:00-05:00) is refused rather than failing in the database."""
     if value is None:
@@ -67,8 +67,8 @@ async def list_runs(
 ) -> list[CollectionRun]:
     where = replace(
         where,
-        requested_from=_utc(where.requested_from, "from"),
-        requested_to=_utc(where.requested_to, "to"),
+        requested_from=as_utc(where.requested_from, "from"),
+        requested_to=as_utc(where.requested_to, "to"),
     )
     check_cursor(after)
     if (
