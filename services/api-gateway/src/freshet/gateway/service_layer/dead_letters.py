@@ -183,6 +183,15 @@ async def _replay(uow: UnitOfWork, caller: Caller, message: DeadLetter) -> None:
         message.digest,
         caller.principal.name,
     )
+    uow.audit.add(
+        actor=caller.principal.name,
+        action="dead_letter.replay",
+        target_type="dead_letter",
+        target_id=message.id,
+        outcome="replayed",
+        details={"topic": message.original_topic, "event_id": message.header("ce_id")},
+        correlation_id=caller.correlation_id,
+    )
     metrics.DEAD_LETTER_REPLAYS.labels(message.original_topic).inc()
     log.info(
         "dead letter replayed",
@@ -250,6 +259,15 @@ async def purge(uow: UnitOfWork, caller: Caller, *, topic: str | None = None) ->
                 PURGED, tp.topic, tp.partition, last.offset, last.digest, caller.principal.name
             )
             purged += end - starts[tp]
+    uow.audit.add(
+        actor=caller.principal.name,
+        action="dead_letter.purge",
+        target_type="dead_letter_topic",
+        target_id=topic or "*",
+        outcome="purged",
+        details={"messages": purged},
+        correlation_id=caller.correlation_id,
+    )
     await uow.commit()
     log.info("dead letters purged", topics=topics, messages=purged, by=caller.principal.name)
     return purged

@@ -25,6 +25,7 @@ async def pause(uow: UnitOfWork, caller: Caller, schedule_id: str) -> Schedule:
     row = await _get(uow, schedule_id)
     if row.paused_by is None:
         await uow.schedules.hold(row, caller.principal.name, utcnow())
+        _audit(uow, caller, row, "schedule.pause", "paused")
         await uow.commit()
         log.info("schedule paused", schedule_id=schedule_id, by=caller.principal.name)
     return row
@@ -35,6 +36,18 @@ async def resume(uow: UnitOfWork, caller: Caller, schedule_id: str) -> Schedule:
     row = await _get(uow, schedule_id)
     if row.paused_by is not None:
         await uow.schedules.release(row, utcnow())
+        _audit(uow, caller, row, "schedule.resume", "paused" if row.paused else "resumed")
         await uow.commit()
         log.info("schedule resumed", schedule_id=schedule_id, by=caller.principal.name)
     return row
+
+
+def _audit(uow: UnitOfWork, caller: Caller, row: Schedule, action: str, outcome: str) -> None:
+    uow.audit.add(
+        actor=caller.principal.name,
+        action=action,
+        target_type="schedule",
+        target_id=row.id,
+        outcome=outcome,
+        correlation_id=caller.correlation_id,
+    )
