@@ -18,12 +18,14 @@ from typing import Self
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from freshet.catalog.caches import CacheRepository
 from freshet.catalog.database import Database
 from freshet.catalog.datasets import DatasetRepository
 from freshet.catalog.endpoints import CollectionRepository, EndpointRepository
 from freshet.catalog.inbox import InboxRepository
 from freshet.catalog.leases import LeaseRepository
 from freshet.catalog.outbox import OutboxRepository
+from freshet.catalog.refreshes import RefreshRepository
 from freshet.catalog.runs import RunRepository
 from freshet.catalog.schedules import ScheduleRepository
 
@@ -38,6 +40,8 @@ class UnitOfWork:
     inbox: InboxRepository
     leases: LeaseRepository
     schedules: ScheduleRepository
+    caches: CacheRepository
+    refreshes: RefreshRepository
 
     def __init__(self, db: Database, *, read_only: bool = False) -> None:
         self.db = db
@@ -53,6 +57,8 @@ class UnitOfWork:
         self.inbox = InboxRepository(self.session)
         self.leases = LeaseRepository(self.session)
         self.schedules = ScheduleRepository(self.session)
+        self.caches = CacheRepository(self.session)
+        self.refreshes = RefreshRepository(self.session)
         return self
 
     async def __aexit__(
