@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 import stamina
 
@@ -101,6 +102,11 @@ class FakeSource:
         return self.tables
 
     async def sample(self, schema_name: str, table: str, limit: int) -> Sample:
+        raise NotImplementedError
+
+    def stream(
+        self, schema_name: str, table: str, *, batch_rows: int
+    ) -> AsyncIterator[pa.RecordBatch]:
         raise NotImplementedError
 
 

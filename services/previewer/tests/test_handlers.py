@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
 from freshet.catalog import Database, DatasetSpec, UnitOfWork
@@ -50,6 +51,11 @@ class FakeSource:
         if self.error is not None:
             raise self.error
         return Sample(columns=["id", "name"], rows=self.rows[:limit])
+
+    def stream(
+        self, schema_name: str, table: str, *, batch_rows: int
+    ) -> AsyncIterator[pa.RecordBatch]:
+        raise NotImplementedError
 
 
 @pytest.fixture

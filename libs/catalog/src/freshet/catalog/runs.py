@@ -75,6 +75,7 @@ class RunRepository:
         filters: dict[str, Any] | None = None,
         status: RunStatus = RunStatus.QUEUED,
         error: str | None = None,
+        invalidate_changed: bool = False,
     ) -> CollectionRun:
         """A new run in the session, inserted at the next flush (batches flush once)."""
         rid = run_id or uuid.uuid4()
@@ -91,6 +92,7 @@ class RunRepository:
             filters=filters,
             error=error,
             completed_at=now if status.is_final else None,
+            invalidate_changed=invalidate_changed,
         )
         self.session.add(run)
         return run
@@ -286,6 +288,15 @@ class RunRepository:
             )
         result = await self.session.execute(stmt.limit(first))
         return list(result.scalars())
+
+    async def request_invalidation(self, run_id: uuid.UUID) -> bool:
+        """Ask an active run to drop the caches of tables whose schema it finds changed; False
+        when it finished already (the caller then drops them itself)."""
+        return await self._update(
+            run_id,
+            [CollectionRun.status.in_([s.value for s in ACTIVE_STATUSES])],
+            {"invalidate_changed": True},
+        )
 
     async def _refresh(self, run_id: uuid.UUID) -> None:
         # Keep identity-mapped objects honest after a Core UPDATE.

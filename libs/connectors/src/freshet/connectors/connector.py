@@ -35,7 +35,7 @@ class Connector(Protocol):
         self, schema_name: str, table: str, *, batch_rows: int
     ) -> AsyncIterator[pa.RecordBatch]:
         """Every row of a table or view as Arrow record batches of at most `batch_rows` rows,
-        all of one schema (one empty batch for an empty table), read as it is consumed (memory bounded by the batch size). Not
-        bound by the statement timeout: the caller bounds the whole read. Failures raise
-        ConnectorError from the iteration."""
+        all of one schema (one empty batch for an empty table), read as it is consumed
+        (memory bounded by the batch size). Not bound by the statement timeout: the caller
+        bounds the whole read. Failures raise ConnectorError from the iteration."""
         ...

@@ -10,6 +10,7 @@ from freshet.gateway.auth import TokenStore
 from freshet.gateway.body_limit import BodyLimit
 from freshet.gateway.graphql import graphql_router
 from freshet.gateway.routes import collections, datasets, endpoints, runs, schedules
+from freshet.gateway.routes import connections as connection_routes
 from freshet.gateway.settings import GatewaySettings
 from freshet.kit.secrets import secret_box
 from freshet.kit.service import ServiceRuntime
@@ -48,6 +49,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         runs.router,
         schedules.router,
         datasets.router,
+        connection_routes.router,
     ):
         app.include_router(router)
     app.include_router(graphql_router())

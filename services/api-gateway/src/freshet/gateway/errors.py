@@ -36,6 +36,9 @@ RunNotFound = _error("E_RUN_NOT_FOUND", 404)
 RunFinished = _error("E_RUN_FINISHED", 409)
 DatasetNotFound = _error("E_DATASET_NOT_FOUND", 404)
 NotFound = _error("E_NOT_FOUND", 404)
+TableNotFound = _error("E_TABLE_NOT_FOUND", 404)
+RefreshNotFound = _error("E_REFRESH_NOT_FOUND", 404)
+RefreshFailed = _error("E_REFRESH_FAILED", 502)
 
 
 def body(code: str, message: str, details: Any = None) -> dict[str, Any]:
