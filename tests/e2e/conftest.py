@@ -87,7 +87,14 @@ def system(
         database_url=catalog,
         ports={name: free_port() for name in SERVICES},
         # Seconds-level schedules, so tests can watch real fires (6-field cron).
-        extra_env={"FRESHET_LOG_LEVEL": "DEBUG", "FRESHET_MIN_SCHEDULE_INTERVAL_S": "2"},
+        extra_env={
+            "FRESHET_LOG_LEVEL": "DEBUG",
+            "FRESHET_MIN_SCHEDULE_INTERVAL_S": "2",
+            # Parquet caches: replaced files go within a second, upkeep runs often.
+            "FRESHET_CACHE_GRACE_S": "0.5",
+            "FRESHET_CACHE_MAINTENANCE_INTERVAL_S": "0.2",
+            "FRESHET_REFRESH_LEASE_TTL_S": "3",
+        },
     )
     try:
         token, demo = stack.start()

@@ -192,7 +192,10 @@ async def plan(job: RefreshJob, dataset_id: uuid.UUID, deps: JobDeps) -> TablePl
         return ItemOutcome(FAILED, "the table is no longer in the catalog")
     if endpoint is None:
         return ItemOutcome(FAILED, "the endpoint no longer exists")
-    reason = skip_reason(cache, utcnow(), min_interval=deps.min_interval, force=job.force)
+    # A schedule's own interval (at least FRESHET_MIN_SCHEDULE_INTERVAL_S) is the bound on
+    # how often it refreshes; the minimum interval guards against repeated requests.
+    force = job.force or job.trigger_source == "schedule"
+    reason = skip_reason(cache, utcnow(), min_interval=deps.min_interval, force=force)
     if reason is not None:
         return ItemOutcome(SKIPPED, reason)
     try:
