@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlparse
@@ -37,7 +37,10 @@ HOSTILE_TABLE = "../../etc/passwd"
 def source(postgres_server_url: str) -> Iterator[str]:
     """A PostgreSQL source database of this module's own."""
     url = create_postgres_database(postgres_server_url, prefix="freshet_refresh_src")
-    asyncio.run(_sql(url, f"""
+    asyncio.run(
+        _sql(
+            url,
+            f"""
         CREATE SCHEMA sales;
         CREATE TABLE sales.orders (
             id int PRIMARY KEY, amount bigint, label varchar(20), price numeric(12, 2),
@@ -54,7 +57,9 @@ def source(postgres_server_url: str) -> Iterator[str]:
         CREATE SCHEMA "{HOSTILE_SCHEMA.replace('"', '""')}";
         CREATE TABLE "{HOSTILE_SCHEMA.replace('"', '""')}"."{HOSTILE_TABLE}" (x int);
         INSERT INTO "{HOSTILE_SCHEMA.replace('"', '""')}"."{HOSTILE_TABLE}" VALUES (1), (2);
-    """))
+    """,
+        )
+    )
     yield url
     drop_postgres_database(postgres_server_url, url)
 
@@ -69,9 +74,7 @@ async def _sql(url: str, sql: str) -> None:
 
 
 @pytest.fixture
-async def connection(
-    http: httpx.AsyncClient, system: System, source: str
-) -> AsyncIterator[str]:
+async def connection(http: httpx.AsyncClient, system: System, source: str) -> str:
     """A discovered connection over the module's source (a new one per test)."""
     src = make_url(source)
     name = f"pg-{uuid.uuid4().hex[:8]}"
@@ -93,7 +96,7 @@ async def connection(
     found = await http.post(f"/connections/{name}/discover")
     assert found.status_code == 200, found.text
     assert found.json()["discovery_status"] == "success"
-    yield name
+    return name
 
 
 def table_path(name: str, schema: str, table: str) -> str:
@@ -181,7 +184,7 @@ async def test_table_refresh_sync_skip_force_async(
 
 
 async def _gone(path: Path) -> bool:
-    return not path.exists()
+    return not await asyncio.to_thread(path.exists)
 
 
 async def test_concurrent_duplicate_refreshes_join_one(
@@ -338,8 +341,11 @@ async def test_discovery_reports_schema_changes_and_invalidates_on_request(
     again = (await http.post(f"/connections/{connection}/discover")).json()
     assert again["added"] == ["sales.fresh"]
     assert again["removed"] == ["sales.broken"]
-    await _sql(source, "DROP TABLE sales.fresh; CREATE VIEW sales.broken AS "
-               "SELECT 1 / (id - id) AS boom FROM sales.customers")
+    await _sql(
+        source,
+        "DROP TABLE sales.fresh; CREATE VIEW sales.broken AS "
+        "SELECT 1 / (id - id) AS boom FROM sales.customers",
+    )
 
 
 async def test_outside_events_and_schedules_refresh_tables(
