@@ -18,10 +18,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import collector_throughput, isolation, preview_latency
+from bench import collector_throughput, isolation, preview_latency, refresh
 from bench.report import render
 from bench.sources import create_one_table_source, create_two_table_source
 from bench.stack import BenchStack, catalog_kind, make_stack, postgres_catalog, stop_stack
+from freshet.devstack.testing import LOCAL_POSTGRES
 from freshet.devstack.up import SERVICES
 from freshet.kit.settings import Settings
 
@@ -90,8 +91,31 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "dropped afterwards (default: a SQLite catalog in the temp folder)",
     )
     parser.add_argument(
+        "--refresh-rows",
+        type=int,
+        default=5_000_000,
+        help="rows of the PostgreSQL table the refresh scenario refreshes (5,000,000; fewer "
+        "for a quick run)",
+    )
+    parser.add_argument(
+        "--refresh-rounds", type=int, default=2, help="measured runs of floor and refresh (2)"
+    )
+    parser.add_argument(
+        "--refresh-batch-rows",
+        type=int,
+        default=int(os.environ.get("FRESHET_REFRESH_BATCH_ROWS", _default("refresh_batch_rows"))),
+        help="Arrow batch size of the refresh (FRESHET_REFRESH_BATCH_ROWS)",
+    )
+    parser.add_argument(
+        "--refresh-source",
+        metavar="URL",
+        default=LOCAL_POSTGRES,
+        help="PostgreSQL server for the refresh scenario's scratch source database "
+        f"(default {LOCAL_POSTGRES})",
+    )
+    parser.add_argument(
         "--only",
-        choices=list(SCENARIOS),
+        choices=[*SCENARIOS, "refresh"],
         action="append",
         help="run only this scenario (repeatable)",
     )
@@ -290,7 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     extra_env: dict[str, str] = {}
     if args.fetch_max_wait_ms is not None:
         extra_env["FRESHET_FETCH_MAX_WAIT_MS"] = str(args.fetch_max_wait_ms)
-    scenarios = args.only or list(SCENARIOS)
+    scenarios = args.only or [*SCENARIOS, "refresh"]
     root = Path(tempfile.mkdtemp(prefix="freshet-bench-"))
     results: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(),
@@ -304,6 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "healthy": args.healthy,
             "hanging": args.hanging,
             "poll_interval_ms": args.poll_interval_ms,
+            "refresh_rows": args.refresh_rows,
             "scenarios": scenarios,
         },
         "data_dir": str(root),
@@ -314,6 +339,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in SCENARIOS:
             if name in scenarios:
                 results[SCENARIOS[name].result_key] = run_scenario(name, args, root, extra_env)
+        if "refresh" in scenarios:
+            # No stack: the refresher's read-and-write path in a process of its own.
+            results["refresh"] = refresh.run(
+                args.refresh_source,
+                rows=args.refresh_rows,
+                rounds=args.refresh_rounds,
+                batch_rows=args.refresh_batch_rows,
+                progress=say,
+            )
     except KeyboardInterrupt:
         say("interrupted; everything the bench started is stopped")
         results["error"] = "interrupted"

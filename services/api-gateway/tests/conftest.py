@@ -86,6 +86,9 @@ async def gateway_app(
             api_tokens=SecretStr(",".join(entries)),
             secret_keys=SecretStr(secret_key),
             data_dir=tmp_path,
+            # No refresher or collector runs here: synchronous refresh requests answer with
+            # the state (202) almost at once.
+            refresh_wait_timeout_s=0.2,
         )
     )
     yield app

@@ -94,6 +94,20 @@ ROUTES = [
     Route("GET", "/schedules", "viewer"),
     Route("GET", "/datasets", "viewer"),
     Route("GET", "/datasets/{dataset_id}", "viewer"),
+    # Seed 004's refresh API: the gateway's wait is cut short in these tests (no refresher).
+    Route("POST", "/connections/{name}/tables/{schema}/{table}/refresh", "operator", 202),
+    Route("POST", "/connections/{name}/refresh", "operator"),
+    Route("POST", "/connections/{name}/discover", "operator", 202),
+    Route("GET", "/refresh/{refresh_id}", "viewer"),
+    Route("GET", "/connections/{name}/tables/{schema}/{table}/cache", "viewer"),
+    Route(
+        "PUT",
+        "/connections/{name}/tables/{schema}/{table}/cache",
+        "operator",
+        200,
+        fixed({"cached": True}),
+    ),
+    Route("PATCH", "/connections/{name}/cache", "admin", 200, fixed({"lazy_fetch": False})),
 ]
 ROUTE_PARAMS = [pytest.param(route, id=str(route)) for route in ROUTES]
 
@@ -101,7 +115,13 @@ ROUTE_PARAMS = [pytest.param(route, id=str(route)) for route in ROUTES]
 def random_ids() -> dict[str, str]:
     """Ids that exist nowhere: authentication must come before any lookup."""
     names = ("endpoint_id", "bare_endpoint_id", "collection_id", "run_id", "dataset_id")
-    return {name: str(uuid.uuid4()) for name in names}
+    ids = {name: str(uuid.uuid4()) for name in names}
+    return ids | {
+        "name": "nowhere",
+        "schema": "public",
+        "table": "orders",
+        "refresh_id": ids["run_id"],
+    }
 
 
 async def call(
@@ -137,12 +157,23 @@ async def seeded(
         assert collection is not None
         await uow.collections.delete(collection)
         await uow.commit()
+    async with UnitOfWork(catalog) as uow:
+        orders = await uow.datasets.get(uuid.UUID(datasets["customers"]))
+        assert orders is not None
+        job = await uow.refreshes.start_job(
+            orders.endpoint_id, [orders], trigger_source="api", requested_by="seed"
+        )
+        await uow.commit()
     return {
         "endpoint_id": endpoint["id"],
         "bare_endpoint_id": bare["id"],
         "collection_id": endpoint["collection_id"],
         "run_id": run["id"],
         "dataset_id": datasets["orders"],
+        "name": endpoint["name"],
+        "schema": "public",
+        "table": "orders",
+        "refresh_id": str(job.id),
     }
 
 
