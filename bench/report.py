@@ -121,7 +121,8 @@ def _refresh(r: dict[str, Any]) -> list[str]:
     return [
         "",
         f"4. Refresh: a {r['rows']:,}-row PostgreSQL table into a parquet cache version",
-        f"   batches of {r['batch_rows']:,} rows; best of {r['rounds']} runs each, one process each",
+        f"   batches of {r['batch_rows']:,} rows; best of {r['rounds']} runs each,"
+        " one process each",
         f"   floor (COPY TO STDOUT, discarded)  {floor['rows_per_s']:>12,.0f} rows/s"
         f"  ({floor['seconds']:.2f} s, peak RSS {floor['peak_rss_mb']:.0f} MB)",
         f"   refresh (scanner -> parquet, fsync) {best['rows_per_s']:>11,.0f} rows/s"

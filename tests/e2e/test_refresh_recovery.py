@@ -245,10 +245,10 @@ async def test_a_refresher_killed_mid_refresh_leaves_the_old_cache_serving_and_n
     await refreshers.completed(killed)
     new = await refreshers.pointer()
     assert new not in (None, old)
-    assert pq.read_table(file_of(new)).num_rows == ROWS  # type: ignore[arg-type]
+    assert pq.read_table(file_of(new)).num_rows == ROWS
 
     async def clean() -> bool:
-        return files_under(cache_root) == [file_of(new)]  # type: ignore[arg-type]
+        return files_under(cache_root) == [file_of(new)]
 
     await eventually(clean, timeout=30)
 
