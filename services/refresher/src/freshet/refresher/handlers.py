@@ -19,7 +19,7 @@ async def handle_refresh_requested(env: Envelope, runner: Runner) -> None:
     refresh_id = jobs.refresh_id_for(event, env.id)
     with structlog.contextvars.bound_contextvars(refresh_id=str(refresh_id)):
         if await jobs.accept(event, refresh_id, env.correlation_id, runner.deps):
-            await runner.submit(refresh_id)
+            await runner.claim(refresh_id)
 
 
 async def handle_run_completed(env: Envelope, runner: Runner) -> None:
@@ -27,4 +27,4 @@ async def handle_run_completed(env: Envelope, runner: Runner) -> None:
     assert isinstance(event, RunCompleted)
     refresh_id = await jobs.accept_schema_changes(event, env.correlation_id, runner.deps)
     if refresh_id is not None:
-        await runner.submit(refresh_id)
+        await runner.claim(refresh_id)

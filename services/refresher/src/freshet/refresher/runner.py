@@ -16,7 +16,6 @@ their endpoint never hold a global slot that another endpoint could use).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import time
@@ -34,6 +33,7 @@ from freshet.cachestore import CacheStore, new_version, write_version
 from freshet.catalog.models import RefreshJob
 from freshet.catalog.refreshes import FAILED
 from freshet.connectors import ConnectorError, ConnectorFactory, sanitise
+from freshet.kit.background import BackgroundWork
 from freshet.kit.redaction import describe_error
 from freshet.kit.refresh_metrics import (
     REFRESH_BYTES,
@@ -63,102 +63,50 @@ class RefreshLimits:
     failpoint: str = ""
 
 
-class Runner:
+class Runner(BackgroundWork[uuid.UUID, RefreshJob]):
     def __init__(
         self, deps: JobDeps, store: CacheStore, connect: ConnectorFactory, limits: RefreshLimits
     ) -> None:
+        super().__init__(max_concurrent=MAX_JOBS, name="refresh")
         self.deps = deps
         self.store = store
         self.connect = connect
         self.limits = limits
-        self.tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
-        self.slots = asyncio.Semaphore(MAX_JOBS)
+        self.watch_interval_s = deps.lease_ttl.total_seconds() / 3
+        self.sweep_interval_s = max(0.5, deps.lease_ttl.total_seconds() / 2)
         self.global_slots = asyncio.Semaphore(limits.max_concurrent)
         self.endpoint_slots: defaultdict[uuid.UUID, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(limits.max_per_endpoint)
         )
         self.running_tables = 0
         self.peak_tables = 0
-        self._sweeper: asyncio.Task[None] | None = None
-        self._stopping = False
 
-    # --- lifecycle -----------------------------------------------------------------------
+    def key(self, held: RefreshJob) -> uuid.UUID:
+        return held.id
 
-    async def start(self) -> None:
-        self._sweeper = asyncio.create_task(self._sweep_forever(), name="refresh-sweeper")
-
-    async def stop(self) -> None:
-        self._stopping = True
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-        held = list(self.tasks)
-        tasks = list(self.tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if held:
-            try:
-                await jobs.release(held, self.deps)
-            except Exception as exc:
-                log.warning("could not release refresh leases", error=describe_error(exc))
-
-    async def wait_idle(self) -> None:
-        while self.tasks:
-            await asyncio.gather(*list(self.tasks.values()), return_exceptions=True)
-
-    # --- entry -----------------------------------------------------------------------------
-
-    async def submit(self, refresh_id: uuid.UUID) -> bool:
+    async def claim(self, refresh_id: uuid.UUID) -> bool:
         """Claim the job and run it in the background; False when there is nothing to do or
         another refresher holds it."""
         if refresh_id in self.tasks:
             return True
-        await self.slots.acquire()
-        try:
-            job = await jobs.claim(refresh_id, self.deps)
-        except BaseException:
-            self.slots.release()
-            raise
-        if job is None:
-            self.slots.release()
-            return False
-        task = asyncio.create_task(self._execute(job), name=f"refresh-{job.id}")
-        self.tasks[job.id] = task
+        return await self.submit(lambda: jobs.claim(refresh_id, self.deps)) is not None
 
-        def done(_: asyncio.Task[None]) -> None:
-            self.tasks.pop(job.id, None)
-            self.slots.release()
-
-        task.add_done_callback(done)
-        return True
-
-    # --- one job ---------------------------------------------------------------------------
-
-    async def _execute(self, job: RefreshJob) -> None:
+    async def execute(self, held: RefreshJob) -> None:
         with structlog.contextvars.bound_contextvars(
-            refresh_id=str(job.id), correlation_id=job.correlation_id or str(job.id)
+            refresh_id=str(held.id), correlation_id=held.correlation_id or str(held.id)
         ):
-            work = asyncio.create_task(self._work(job))
-            watch = asyncio.create_task(self._watch(job, work))
             try:
-                await work
-            except asyncio.CancelledError:
-                me = asyncio.current_task()
-                if me is None or not me.cancelling():
-                    log.info("refresh stopped: another refresher took the job over")
-                    return
-                work.cancel()
-                with contextlib.suppress(BaseException):
-                    await work
-                raise
+                await self._work(held)
             except Exception as exc:
+                # Items end themselves; this is a bug or a catalog that stayed away. The lease
+                # lapses and another refresher resumes the job.
                 log.error("refresh job stopped by an unexpected error", error=describe_error(exc))
-            finally:
-                watch.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watch
+
+    async def still_ours(self, held: RefreshJob) -> bool:
+        return await jobs.renew(held.id, self.deps)
+
+    async def release(self, keys: list[uuid.UUID]) -> None:
+        await jobs.release(keys, self.deps)
 
     async def _work(self, job: RefreshJob) -> None:
         items = await jobs.open_items(job.id, self.deps)
@@ -174,19 +122,6 @@ class Runner:
 
         # One table's failure never stops the others: each ends its own item.
         await asyncio.gather(*(one(d) for d in items))
-
-    async def _watch(self, job: RefreshJob, work: asyncio.Task[None]) -> None:
-        every = self.deps.lease_ttl.total_seconds() / 3
-        while not work.done():
-            await asyncio.sleep(every)
-            try:
-                ours = await jobs.renew(job.id, self.deps)
-            except Exception as exc:
-                log.warning("refresh lease renewal failed", error=describe_error(exc))
-                continue
-            if not ours:
-                work.cancel()
-                return
 
     # --- one table -------------------------------------------------------------------------
 
@@ -283,21 +218,12 @@ class Runner:
 
     # --- takeover --------------------------------------------------------------------------
 
-    async def _sweep_forever(self) -> None:
-        interval = max(0.5, self.deps.lease_ttl.total_seconds() / 2)
-        while not self._stopping:
-            try:
-                await self.sweep()
-            except Exception as exc:
-                log.warning("refresh sweep failed", error=describe_error(exc))
-            await asyncio.sleep(interval)
-
     async def sweep(self) -> int:
         """Take over jobs whose lease lapsed, and jobs whose request never reached anyone."""
         found = await jobs.expired(self.deps, queued_grace=timedelta(seconds=5))
         taken = 0
         for refresh_id in found:
-            if refresh_id not in self.tasks and await self.submit(refresh_id):
+            if refresh_id not in self.tasks and await self.claim(refresh_id):
                 log.warning("took over a refresh job", refresh_id=str(refresh_id))
                 taken += 1
         return taken
