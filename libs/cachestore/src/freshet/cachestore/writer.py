@@ -22,8 +22,9 @@ import pyarrow.parquet as pq
 from freshet.cachestore.store import CacheStore
 
 COMPRESSION = "zstd"
-# Rows per parquet row group: several batches, so readers get a few large groups.
-ROW_GROUP_ROWS = 512 * 1024
+# A row group never holds more than this; each batch becomes (at least) one row group, so
+# memory stays at one batch and the group size follows FRESHET_REFRESH_BATCH_ROWS.
+ROW_GROUP_ROWS = 1024 * 1024
 
 
 @dataclass(frozen=True)
