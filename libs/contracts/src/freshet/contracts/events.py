@@ -167,10 +167,9 @@ class CollectionChanged(Event):
 RefreshJobStatus = Literal["completed", "failed"]
 
 
-class TableRefreshed(Event):
-    """A table's cache moved to a new version (the catalog pointer moved)."""
+class TableRefreshEvent(Event):
+    """What every per-table refresh event says: which table, which refresh, who asked."""
 
-    event_type: ClassVar[str] = "freshet.table.refreshed.v1"
     key_field: ClassVar[str] = "dataset_id"
 
     refresh_id: UUID
@@ -178,29 +177,29 @@ class TableRefreshed(Event):
     endpoint_id: UUID
     schema_name: str
     table_name: str
+    trigger_source: TriggerSource
+
+
+class TableRefreshed(TableRefreshEvent):
+    """A table's cache moved to a new version (the catalog pointer moved)."""
+
+    event_type: ClassVar[str] = "freshet.table.refreshed.v1"
+
     version: str
     rows: int = Field(ge=0)
     bytes: int = Field(ge=0)
     schema_fingerprint: str
     started_at: datetime
     completed_at: datetime
-    trigger_source: TriggerSource
 
 
-class TableRefreshFailed(Event):
+class TableRefreshFailed(TableRefreshEvent):
     """A table's refresh failed; its previous cache (if any) still serves."""
 
     event_type: ClassVar[str] = "freshet.table.refresh_failed.v1"
-    key_field: ClassVar[str] = "dataset_id"
 
-    refresh_id: UUID
-    dataset_id: UUID
-    endpoint_id: UUID
-    schema_name: str
-    table_name: str
     error: str = Field(max_length=2000)
     failed_at: datetime
-    trigger_source: TriggerSource
 
 
 class RefreshCompleted(Event):
