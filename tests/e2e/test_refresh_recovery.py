@@ -34,7 +34,7 @@ from tests.e2e.test_refresh import _sql
 
 pytestmark = [pytest.mark.e2e, pytest.mark.broker, pytest.mark.xdist_group("e2e")]
 
-ROWS = 300_000
+ROWS = 100_000
 BUCKET = "freshet-cache"
 
 
