@@ -131,7 +131,10 @@ class BackgroundWork(ABC, Generic[Key, Held]):
             me = asyncio.current_task()
             if me is None or not me.cancelling():
                 # The watcher cancelled the work: the item is no longer ours.
-                log.info("work stopped: it is no longer ours", work=self.name)
+                log.info(
+                    f"{self.name} stopped: it was cancelled, deleted or taken over",
+                    **{f"{self.name}_id": str(self.key(held))},
+                )
                 return
             # This process is stopping; `stop` releases the lease.
             work.cancel()
