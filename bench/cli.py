@@ -24,6 +24,7 @@ from bench import (
     isolation,
     preview_fanout,
     preview_latency,
+    refresh,
     scheduler_fires,
 )
 from bench.report import render
@@ -33,6 +34,7 @@ from bench.sources import (
     create_two_table_source,
 )
 from bench.stack import BenchStack, catalog_kind, make_stack, postgres_catalog, stop_stack
+from freshet.devstack.testing import LOCAL_POSTGRES
 from freshet.devstack.up import SERVICES
 from freshet.kit.settings import Settings
 
@@ -119,8 +121,31 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "dropped afterwards (default: a SQLite catalog in the temp folder)",
     )
     parser.add_argument(
+        "--refresh-rows",
+        type=int,
+        default=5_000_000,
+        help="rows of the PostgreSQL table the refresh scenario refreshes (5,000,000; fewer "
+        "for a quick run)",
+    )
+    parser.add_argument(
+        "--refresh-rounds", type=int, default=2, help="measured runs of floor and refresh (2)"
+    )
+    parser.add_argument(
+        "--refresh-batch-rows",
+        type=int,
+        default=int(os.environ.get("FRESHET_REFRESH_BATCH_ROWS", _default("refresh_batch_rows"))),
+        help="Arrow batch size of the refresh (FRESHET_REFRESH_BATCH_ROWS)",
+    )
+    parser.add_argument(
+        "--refresh-source",
+        metavar="URL",
+        default=LOCAL_POSTGRES,
+        help="PostgreSQL server for the refresh scenario's scratch source database "
+        f"(default {LOCAL_POSTGRES})",
+    )
+    parser.add_argument(
         "--only",
-        choices=list(SCENARIOS),
+        choices=[*SCENARIOS, "refresh"],
         action="append",
         help="run only this scenario (repeatable)",
     )
@@ -378,7 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     extra_env: dict[str, str] = {}
     if args.fetch_max_wait_ms is not None:
         extra_env["FRESHET_FETCH_MAX_WAIT_MS"] = str(args.fetch_max_wait_ms)
-    scenarios = args.only or list(SCENARIOS)
+    scenarios = args.only or [*SCENARIOS, "refresh"]
     root = Path(tempfile.mkdtemp(prefix="freshet-bench-"))
     results: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(),
@@ -395,6 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "poll_interval_ms": args.poll_interval_ms,
             "schedules": args.schedules,
             "schedule_minutes": args.schedule_minutes,
+            "refresh_rows": args.refresh_rows,
             "scenarios": scenarios,
         },
         "data_dir": str(root),
@@ -405,6 +431,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in SCENARIOS:
             if name in scenarios:
                 results[SCENARIOS[name].result_key] = run_scenario(name, args, root, extra_env)
+        if "refresh" in scenarios:
+            # No stack: the refresher's read-and-write path in a process of its own.
+            results["refresh"] = refresh.run(
+                args.refresh_source,
+                rows=args.refresh_rows,
+                rounds=args.refresh_rounds,
+                batch_rows=args.refresh_batch_rows,
+                progress=say,
+            )
     except KeyboardInterrupt:
         say("interrupted; everything the bench started is stopped")
         results["error"] = "interrupted"

@@ -113,6 +113,28 @@ def _isolation(i: dict[str, Any]) -> list[str]:
     return out
 
 
+def _refresh(r: dict[str, Any]) -> list[str]:
+    floor, best = r["floor"], r["refresh"]
+    verdict = (
+        "meets"
+        if r["ratio"] >= r["target"]["ratio"] and r["peak_rss_mb_max"] < r["target"]["peak_rss_mb"]
+        else "misses"
+    )
+    return [
+        "",
+        f"4. Refresh: a {r['rows']:,}-row PostgreSQL table into a parquet cache version",
+        f"   batches of {r['batch_rows']:,} rows; best of {r['rounds']} runs each,"
+        " one process each",
+        f"   floor (COPY TO STDOUT, discarded)  {floor['rows_per_s']:>12,.0f} rows/s"
+        f"  ({floor['seconds']:.2f} s, peak RSS {floor['peak_rss_mb']:.0f} MB)",
+        f"   refresh (scanner -> parquet, fsync) {best['rows_per_s']:>11,.0f} rows/s"
+        f"  ({best['seconds']:.2f} s, {best['bytes'] / 1e6:.0f} MB file,"
+        f" peak RSS {best['peak_rss_mb']:.0f} MB)",
+        f"   ratio {r['ratio']:.0%} of the floor; highest peak RSS {r['peak_rss_mb_max']:.0f} MB"
+        f"  -> {verdict} the target (>= 80%, < 300 MB)",
+    ]
+
+
 def render(results: dict[str, Any]) -> str:
     out: list[str] = []
     add = out.append
@@ -225,6 +247,9 @@ def render(results: dict[str, Any]) -> str:
     i = results.get("isolation")
     if i:
         out.extend(_isolation(i))
+    r = results.get("refresh")
+    if r:
+        out.extend(_refresh(r))
 
     f = results.get("preview_fanout")
     if f:

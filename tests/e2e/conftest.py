@@ -122,6 +122,10 @@ def system(
             "FRESHET_PREVIEW_STATEMENT_TIMEOUT_S": "2",
             "FRESHET_PREVIEW_REQUEST_TIMEOUT_S": "5",
             "FRESHET_PREVIEW_GAUGE_INTERVAL_S": "1",
+            # Parquet caches: replaced files go within a second, upkeep runs often.
+            "FRESHET_CACHE_GRACE_S": "0.5",
+            "FRESHET_CACHE_MAINTENANCE_INTERVAL_S": "0.2",
+            "FRESHET_REFRESH_LEASE_TTL_S": "3",
         },
     )
     try:

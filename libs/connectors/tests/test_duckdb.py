@@ -540,3 +540,14 @@ async def test_secret_never_reaches_a_message(
         await _connector(missing, secrets=secrets).test()
     assert "***" in str(info.value)
     _assert_secret_free(info.value)
+
+
+async def test_stream_reads_tables_views_and_hostile_names(db_path: pathlib.Path) -> None:
+    batches = [b async for b in _connector(db_path).stream("main", "books", batch_rows=8)]
+    assert sum(b.num_rows for b in batches) == BOOKS
+    assert max(b.num_rows for b in batches) <= 8
+    for index, name in enumerate(HOSTILE_NAMES):
+        got = [b async for b in _connector(db_path).stream(WEIRD_SCHEMA, name, batch_rows=8)]
+        assert got[0].column(0).to_pylist() == [index]
+    with pytest.raises(ConnectorError, match="table not found"):
+        [b async for b in _connector(db_path).stream("main", "nope", batch_rows=8)]

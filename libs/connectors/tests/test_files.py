@@ -466,3 +466,13 @@ async def test_secret_never_reaches_a_message(tmp_path: pathlib.Path, folder: pa
         await _connector(holder, secrets=secrets).sample("files", SECRET, 5)
     assert "***" in str(info.value)
     _assert_secret_free(info.value)
+
+
+async def test_stream_reads_csv_and_parquet_files(folder: pathlib.Path) -> None:
+    connector = connector_for("files", {"path": str(folder)}, {})
+    orders = [b async for b in connector.stream("files", "orders", batch_rows=5)]
+    assert sum(b.num_rows for b in orders) == ORDERS
+    events = [b async for b in connector.stream("files", "events", batch_rows=1000)]
+    assert sum(b.num_rows for b in events) == EVENTS
+    with pytest.raises(ConnectorError, match="table not found"):
+        [b async for b in connector.stream("files", "../etc/passwd", batch_rows=5)]

@@ -315,3 +315,44 @@ async def test_secret_is_scrubbed_even_when_the_server_echoes_it(server: Server)
     assert info.value.transient is False
     _assert_secret_free(info.value, server)
     assert "***" in str(info.value)
+
+
+# --- streaming (the refresher's reader) ------------------------------------------------------
+
+
+async def _collect(connector: Connector, schema: str, table: str, batch_rows: int) -> list[object]:
+    return [batch async for batch in connector.stream(schema, table, batch_rows=batch_rows)]
+
+
+async def test_stream_reads_every_row_in_bounded_batches(server: Server) -> None:
+    batches = await _collect(server.connector(), server.schema, "shipments", 16)
+    assert [b.num_rows for b in batches] == [16, 16, 8]  # type: ignore[attr-defined]
+    names = batches[0].schema.names  # type: ignore[attr-defined]
+    assert "weight" in names
+    assert "legacy" not in names
+
+
+async def test_stream_reads_hostile_names_and_views(server: Server) -> None:
+    batches = await _collect(server.connector(), server.schema, WEIRD, 100)
+    assert sum(b.num_rows for b in batches) == 1  # type: ignore[attr-defined]
+    assert await _collect(server.connector(), server.schema, "heavy_shipments", 100)
+
+
+async def test_stream_errors_are_clear_and_secret_free(server: Server) -> None:
+    with pytest.raises(ConnectorError) as missing:
+        await _collect(server.connector(), server.schema, "nope", 10)
+    assert "table not found" in missing.value.message
+    assert not missing.value.transient
+    _assert_secret_free(missing.value, server)
+    with pytest.raises(ConnectorError) as refused:
+        await _collect(server.connector(port=_free_port()), server.schema, "shipments", 10)
+    assert refused.value.transient
+    assert "could not connect" in refused.value.message
+    _assert_secret_free(refused.value, server)
+
+
+async def test_an_abandoned_stream_stops_reading(server: Server) -> None:
+    stream = server.connector().stream(server.schema, "shipments", batch_rows=1)
+    first = await anext(stream)
+    assert first.num_rows == 1
+    await stream.aclose()  # type: ignore[attr-defined]

@@ -319,3 +319,23 @@ async def test_cancellation_stops_the_worker_thread(db_path: pathlib.Path) -> No
         assert time.monotonic() - started < 4
     finally:
         writer.close()
+
+
+async def test_stream_reads_every_row_with_one_type_per_column(db_path: pathlib.Path) -> None:
+    conn = sqlite3.connect(db_path)
+    conn.execute("CREATE TABLE mixed (v)")
+    conn.executemany("INSERT INTO mixed VALUES (?)", [(1,), (2.5,), ("x",), (None,), (b"\x01",)])
+    conn.commit()
+    conn.close()
+    batches = [b async for b in _connector(db_path).stream("main", "books", batch_rows=7)]
+    assert sum(b.num_rows for b in batches) == BOOKS
+    assert max(b.num_rows for b in batches) == 7
+    assert len({b.schema for b in batches}) == 1
+    mixed = [b async for b in _connector(db_path).stream("main", "mixed", batch_rows=2)]
+    assert [v for b in mixed for v in b.column(0).to_pylist()] == ["1", "2.5", "x", None, "01"]
+    weird = [b async for b in _connector(db_path).stream("main", WEIRD, batch_rows=2)]
+    assert weird[0].schema.names == ['odd "col"', "n"]
+    with pytest.raises(ConnectorError, match="table not found"):
+        [b async for b in _connector(db_path).stream("main", "nope", batch_rows=2)]
+    with pytest.raises(ConnectorError, match="table not found"):
+        [b async for b in _connector(db_path).stream("other", "books", batch_rows=2)]

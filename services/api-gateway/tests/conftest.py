@@ -94,6 +94,9 @@ async def gateway_app(
             kafka_bootstrap=NO_BROKER,
             # No previewer answers here: manual previews answer 202 after this.
             preview_request_timeout_s=0.1,
+            # No refresher or collector runs here: synchronous refresh requests answer with
+            # the state (202) almost at once.
+            refresh_wait_timeout_s=0.2,
         )
     )
     yield app

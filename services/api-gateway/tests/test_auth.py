@@ -110,6 +110,20 @@ ROUTES = [
     ),
     Route("GET", "/preview-requests/{request_id}", "viewer"),
     Route("GET", "/audit", "admin"),
+    # Seed 004's refresh API: the gateway's wait is cut short in these tests (no refresher).
+    Route("POST", "/connections/{name}/tables/{schema}/{table}/refresh", "operator", 202),
+    Route("POST", "/connections/{name}/refresh", "operator"),
+    Route("POST", "/connections/{name}/discover", "operator", 202),
+    Route("GET", "/refresh/{refresh_id}", "viewer"),
+    Route("GET", "/connections/{name}/tables/{schema}/{table}/cache", "viewer"),
+    Route(
+        "PUT",
+        "/connections/{name}/tables/{schema}/{table}/cache",
+        "operator",
+        200,
+        fixed({"cached": True}),
+    ),
+    Route("PATCH", "/connections/{name}/cache", "admin", 200, fixed({"lazy_fetch": False})),
 ]
 ROUTE_PARAMS = [pytest.param(route, id=str(route)) for route in ROUTES]
 
@@ -124,10 +138,14 @@ def random_ids() -> dict[str, str]:
         "dataset_id",
         "request_id",
     )
-    return {
-        **{name: str(uuid.uuid4()) for name in names},
+    ids = {name: str(uuid.uuid4()) for name in names}
+    return ids | {
         "schedule_id": f"collection::{uuid.uuid4()}",
         "dead_letter_id": f"freshet.collection.requested.dlq:0:{uuid.uuid4().int % 1000}",
+        "name": "nowhere",
+        "schema": "public",
+        "table": "orders",
+        "refresh_id": ids["run_id"],
     }
 
 
@@ -177,6 +195,13 @@ async def seeded(
         schedule = await uow.schedules.sync_collection(collection, collection.id, utcnow())
         assert schedule is not None
         await uow.commit()
+    async with UnitOfWork(catalog) as uow:
+        orders = await uow.datasets.get(uuid.UUID(datasets["customers"]))
+        assert orders is not None
+        job = await uow.refreshes.start_job(
+            orders.endpoint_id, [orders], trigger_source="api", requested_by="seed"
+        )
+        await uow.commit()
     return {
         "request_id": str(request.id),
         "endpoint_id": endpoint["id"],
@@ -186,6 +211,10 @@ async def seeded(
         "dataset_id": datasets["orders"],
         "schedule_id": schedule.id,
         "dead_letter_id": "freshet.collection.requested.dlq:0:0",
+        "name": endpoint["name"],
+        "schema": "public",
+        "table": "orders",
+        "refresh_id": str(job.id),
     }
 
 

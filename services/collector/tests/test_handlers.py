@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 import stamina
 
@@ -101,6 +102,11 @@ class FakeSource:
         return self.tables
 
     async def sample(self, schema_name: str, table: str, limit: int) -> Sample:
+        raise NotImplementedError
+
+    def stream(
+        self, schema_name: str, table: str, *, batch_rows: int
+    ) -> AsyncIterator[pa.RecordBatch]:
         raise NotImplementedError
 
 
@@ -728,3 +734,56 @@ async def test_commands_refused_by_settings_fail_the_run_without_running(
     assert run["status"] == "FAILED"
     assert "disabled" in str(run["error"])
     assert not marker.exists()
+
+
+# --- parquet caches (issue 6) ----------------------------------------------------------------
+
+
+async def test_a_run_records_the_names_it_changed_and_drops_changed_caches_when_asked(
+    deps: CollectorDeps, runner: Runner, source: FakeSource
+) -> None:
+    endpoint_id, collection_id = await add_collection(deps)
+    await run_to_end(runner, collection_id, await queue_run(deps, collection_id, endpoint_id))
+    async with UnitOfWork(deps.db) as uow:
+        datasets = {d.name: d for d in await uow.datasets.for_endpoint(endpoint_id)}
+        for dataset in datasets.values():
+            await uow.caches.move_pointer(
+                dataset,
+                version="v1",
+                uri=f"file:///cache/{dataset.name}/v1.parquet",
+                rows=1,
+                size=1,
+                schema_fingerprint="arrow",
+                source_fingerprint=dataset.fingerprint,
+                refresh_id=None,
+                now=datetime.now(UTC),
+                grace=timedelta(0),
+            )
+        await uow.commit()
+    # Policy "refresh" (the default): the run keeps the caches; with the flag it drops them.
+    for flag, extra in ((False, ["x"]), (True, ["x", "y"])):
+        source.tables = [
+            table("customers", ["id", "name", *extra]),
+            table("orders", ["id", "customer_id", *extra]),
+        ]
+        run_id = await queue_run(deps, collection_id, endpoint_id)
+        if flag:
+            async with UnitOfWork(deps.db) as uow:
+                assert await uow.runs.request_invalidation(run_id)
+                await uow.commit()
+        await run_to_end(runner, collection_id, run_id)
+        async with UnitOfWork(deps.db) as uow:
+            run = await uow.runs.get(run_id)
+            assert run is not None
+            assert run.diff is not None
+            assert run.diff["schema_changed"] == [["main", "customers"], ["main", "orders"]]
+            pointers = [
+                (await uow.caches.get(d.id)).uri  # type: ignore[union-attr]
+                for d in datasets.values()
+            ]
+        if flag:
+            assert pointers == [None, None]
+            assert run.diff["caches_invalidated"] == run.diff["schema_changed"]
+        else:
+            assert None not in pointers
+            assert run.diff["caches_invalidated"] == []

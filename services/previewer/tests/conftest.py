@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
 from freshet.catalog import Database, DatasetSpec, UnitOfWork
@@ -57,6 +58,11 @@ class FakeSource:
             return Sample(columns=self.columns, rows=self.rows[:limit])
         finally:
             self.running -= 1
+
+    def stream(
+        self, schema_name: str, table: str, *, batch_rows: int
+    ) -> AsyncIterator[pa.RecordBatch]:
+        raise NotImplementedError
 
 
 class Sources:

@@ -85,6 +85,11 @@ class Endpoint(Timestamps, Base):
     run_timeout_s: Mapped[int | None] = mapped_column(Integer, default=None)
     # Column patterns whose preview values are masked: exact names (any case) or `re:<regex>`.
     preview_masks: Mapped[list[Any]] = mapped_column(default=list)
+    # Parquet caches (issue 6): whether a query may fetch an uncached table on first use, and
+    # what a collection run that finds a cached table's schema changed does to its cache
+    # (invalidate, refresh or ignore; see freshet.catalog.caches).
+    cache_lazy_fetch: Mapped[bool] = mapped_column(Boolean, default=True)
+    schema_change_policy: Mapped[str] = mapped_column(String(20), default="refresh")
 
 
 class Collection(Timestamps, Base):
@@ -186,6 +191,12 @@ class CollectionRun(Timestamps, Base):
     datasets_added: Mapped[int | None] = mapped_column(Integer, default=None)
     datasets_removed: Mapped[int | None] = mapped_column(Integer, default=None)
     datasets_changed: Mapped[int | None] = mapped_column(Integer, default=None)
+    # The names behind the counts ({"added": [[schema, name], ...], "removed": ..,
+    # "schema_changed": ..}), so `POST /connections/{name}/discover` can answer from the run.
+    diff: Mapped[dict[str, Any] | None] = mapped_column(JsonType, default=None)
+    # Drop the cache pointer of tables whose schema changed, in the transaction that records
+    # the change (discover's `invalidate_changed`), whatever the endpoint's policy says.
+    invalidate_changed: Mapped[bool] = mapped_column(Boolean, default=False)
     # The collector working on a RUNNING run renews this lease; another takes the run over
     # once it expires, so a run whose collector died does not stay RUNNING forever.
     lease_owner: Mapped[str | None] = mapped_column(String(200), default=None)
@@ -355,3 +366,167 @@ class AuditRecord(Base):
     outcome: Mapped[str] = mapped_column(String(40))
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     correlation_id: Mapped[str | None] = mapped_column(String(200), default=None)
+
+
+# --- parquet caches and refreshes (issue 6; API in freshet.catalog.caches and .refreshes) ---
+
+REFRESH_ACTIVE_STATUSES = ("queued", "running")
+REFRESH_ACTIVE_WHERE = "status IN ('queued', 'running')"
+
+
+class TableCache(Timestamps, Base):
+    """A table's cache settings and its current cache pointer (None: no cache to read).
+
+    The pointer (version .. synced_at) only ever moves in one transaction, to a file that was
+    completely written and fsynced before; queries read it at their start.
+    """
+
+    __tablename__ = "table_caches"
+
+    dataset_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True
+    )
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("endpoints.id", ondelete="CASCADE"), index=True
+    )
+    # Kept cached: part of "every cached table" of a connection refresh.
+    cached: Mapped[bool] = mapped_column(Boolean, default=False)
+    # None: the endpoint's `cache_lazy_fetch`.
+    lazy_fetch: Mapped[bool | None] = mapped_column(Boolean, default=None)
+    # Refreshed on this interval by the scheduler's `table-refresh::<dataset id>` schedule.
+    refresh_interval_s: Mapped[int | None] = mapped_column(Integer, default=None)
+    version: Mapped[str | None] = mapped_column(String(80), default=None)
+    uri: Mapped[str | None] = mapped_column(String(2000), default=None)
+    rows: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # sha256 of the parquet file's Arrow schema.
+    schema_fingerprint: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The dataset's (catalog) fingerprint when the version was written: differs from
+    # `datasets.fingerprint` once the source's shape changed and the cache was not redone.
+    source_fingerprint: Mapped[str | None] = mapped_column(String(64), default=None)
+    synced_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The refresh that wrote the current version.
+    refresh_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class RefreshJob(Timestamps, Base):
+    """One refresh request (a table or a connection): the seed's refresh id and status."""
+
+    __tablename__ = "refresh_jobs"
+    __table_args__ = (
+        Index("ix_refresh_jobs_status_lease_expires_at", "status", "lease_expires_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("endpoints.id", ondelete="CASCADE"), index=True
+    )
+    # "table" or "connection".
+    scope: Mapped[str] = mapped_column(String(20), default="table")
+    # queued -> in_progress -> completed | failed.
+    status: Mapped[str] = mapped_column(String(20), default="queued")
+    trigger_source: Mapped[str] = mapped_column(String(20), default="api")
+    requested_by: Mapped[str | None] = mapped_column(String(200), default=None)
+    force: Mapped[bool] = mapped_column(Boolean, default=False)
+    concurrency: Mapped[int] = mapped_column(Integer, default=5)
+    tables_total: Mapped[int] = mapped_column(Integer, default=0)
+    rows_synced: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_written: Mapped[int] = mapped_column(BigInteger, default=0)
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    completed_at: Mapped[datetime | None] = mapped_column(default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    correlation_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    # The refresher working on the job renews this; another takes the job over once it lapses.
+    lease_owner: Mapped[str | None] = mapped_column(String(200), default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class RefreshItem(Base):
+    """One table of a refresh job.
+
+    Statuses: queued -> running -> succeeded | failed; queued -> skipped (synced within the
+    minimum interval); waiting (joined the active item of another job, `joined_refresh_id`)
+    -> the final status of that item. A partial unique index keeps a table to one active
+    (queued or running) item across all jobs: the database, not code, makes a second request
+    join the first.
+    """
+
+    __tablename__ = "refresh_items"
+    __table_args__ = (
+        Index(
+            "uq_refresh_items_one_active",
+            "dataset_id",
+            unique=True,
+            sqlite_where=text(REFRESH_ACTIVE_WHERE),
+            postgresql_where=text(REFRESH_ACTIVE_WHERE),
+        ),
+        Index("ix_refresh_items_joined_refresh_id", "joined_refresh_id"),
+    )
+
+    refresh_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("refresh_jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    dataset_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True
+    )
+    schema_name: Mapped[str] = mapped_column(String(200))
+    table_name: Mapped[str] = mapped_column(String(400))
+    status: Mapped[str] = mapped_column(String(20), default="queued")
+    joined_refresh_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
+    # Where this attempt writes, recorded before the first byte: the reconciler never takes
+    # the file of an active item for an orphan.
+    version: Mapped[str | None] = mapped_column(String(80), default=None)
+    uri: Mapped[str | None] = mapped_column(String(2000), default=None)
+    rows: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    completed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Why it failed (no secrets) or was skipped.
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+
+    @property
+    def duration_ms(self) -> int | None:
+        if self.started_at is None or self.completed_at is None:
+            return None
+        return int((self.completed_at - self.started_at).total_seconds() * 1000)
+
+
+class CacheDeletion(Base):
+    """A cache file to delete once `not_before` passed and no reader holds it (durable).
+
+    No foreign keys: a deletion outlives the table and endpoint whose file it was.
+    """
+
+    __tablename__ = "cache_deletions"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    uri: Mapped[str] = mapped_column(String(2000), unique=True)
+    dataset_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
+    endpoint_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
+    # replaced, invalidated, abandoned (an attempt that did not finish).
+    reason: Mapped[str] = mapped_column(String(40), default="replaced")
+    not_before: Mapped[datetime] = mapped_column(index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class CacheReader(Base):
+    """A query's claim on the cache files it reads (`lease_id` groups one query's files).
+
+    A file with a live claim is never deleted; an expired claim (a reader that died) no
+    longer holds it.
+    """
+
+    __tablename__ = "cache_readers"
+
+    lease_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    uri: Mapped[str] = mapped_column(String(2000), primary_key=True, index=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -69,6 +69,7 @@ def run_values(
     filters: dict[str, Any] | None = None,
     status: RunStatus = RunStatus.QUEUED,
     error: str | None = None,
+    invalidate_changed: bool = False,
 ) -> dict[str, Any]:
     """The columns of a new run."""
     rid = run_id or uuid.uuid4()
@@ -85,6 +86,7 @@ def run_values(
         "filters": filters,
         "error": error,
         "completed_at": now if status.is_final else None,
+        "invalidate_changed": invalidate_changed,
         "created_at": now,
         "updated_at": now,
     }
@@ -308,6 +310,15 @@ class RunRepository:
             if found:
                 latest[endpoint_id] = found[0]
         return latest
+
+    async def request_invalidation(self, run_id: uuid.UUID) -> bool:
+        """Ask an active run to drop the caches of tables whose schema it finds changed; False
+        when it finished already (the caller then drops them itself)."""
+        return await self._update(
+            run_id,
+            [CollectionRun.status.in_([s.value for s in ACTIVE_STATUSES])],
+            {"invalidate_changed": True},
+        )
 
     async def _refresh(self, run_id: uuid.UUID) -> None:
         # Keep identity-mapped objects honest after a Core UPDATE.

@@ -21,6 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from freshet.catalog.audit import AuditRepository
+from freshet.catalog.caches import CacheRepository
 from freshet.catalog.database import Database
 from freshet.catalog.datasets import DatasetRepository
 from freshet.catalog.dead_letters import DeadLetterRepository
@@ -30,6 +31,7 @@ from freshet.catalog.leases import LeaseRepository
 from freshet.catalog.outbox import OutboxRepository
 from freshet.catalog.outbox_notices import CHANNEL
 from freshet.catalog.previews import PreviewRepository
+from freshet.catalog.refreshes import RefreshRepository
 from freshet.catalog.runs import RunRepository
 from freshet.catalog.schedules import ScheduleRepository
 
@@ -47,6 +49,8 @@ class UnitOfWork:
     dead_letters: DeadLetterRepository
     previews: PreviewRepository
     audit: AuditRepository
+    caches: CacheRepository
+    refreshes: RefreshRepository
 
     def __init__(self, db: Database, *, read_only: bool = False) -> None:
         self.db = db
@@ -65,6 +69,8 @@ class UnitOfWork:
         self.dead_letters = DeadLetterRepository(self.session)
         self.previews = PreviewRepository(self.session)
         self.audit = AuditRepository(self.session)
+        self.caches = CacheRepository(self.session)
+        self.refreshes = RefreshRepository(self.session)
         return self
 
     async def __aexit__(

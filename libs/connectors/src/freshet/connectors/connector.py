@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Protocol, runtime_checkable
+
+import pyarrow as pa
 
 from freshet.connectors.models import Sample, TableInfo
 
@@ -26,4 +29,13 @@ class Connector(Protocol):
 
     async def sample(self, schema_name: str, table: str, limit: int) -> Sample:
         """At most `limit` rows of a table or view, without scanning all of it."""
+        ...
+
+    def stream(
+        self, schema_name: str, table: str, *, batch_rows: int
+    ) -> AsyncIterator[pa.RecordBatch]:
+        """Every row of a table or view as Arrow record batches of at most `batch_rows` rows,
+        all of one schema (one empty batch for an empty table), read as it is consumed
+        (memory bounded by the batch size). Not bound by the statement timeout: the caller
+        bounds the whole read. Failures raise ConnectorError from the iteration."""
         ...

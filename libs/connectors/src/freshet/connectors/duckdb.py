@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import pathlib
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import duckdb
+import pyarrow as pa
 from pydantic import BaseModel, Field
 
+from freshet.connectors.batches import duckdb_batches, new_duckdb, stream_batches
 from freshet.connectors.duckdb_session import (
     CONNECT_CONFIG,
     Session,
@@ -28,7 +30,7 @@ from freshet.connectors.duckdb_session import (
 )
 from freshet.connectors.errors import ConnectorError, sanitise
 from freshet.connectors.models import ColumnInfo, ForeignKeyInfo, Sample, TableInfo
-from freshet.connectors.sql import check_limit, qualified_name, quote_ident
+from freshet.connectors.sql import check_limit, qualified_name, quote_ident, quote_literal
 
 T = TypeVar("T")
 
@@ -108,6 +110,45 @@ class DuckdbConnector:
             return session.sample(f"{quote_ident(str(catalog))}.{name}", (), limit)
 
         return await self._run(work)
+
+    async def stream(
+        self, schema_name: str, table: str, *, batch_rows: int
+    ) -> AsyncIterator[pa.RecordBatch]:
+        name = qualified_name(schema_name, table)
+
+        def produce(cancelled: threading.Event) -> Iterator[pa.RecordBatch]:
+            problem = self._check_file()
+            if problem is not None:
+                raise problem
+            conn = new_duckdb()
+            try:
+                conn.execute(
+                    f"ATTACH {quote_literal(str(self._path.resolve()))} AS src (READ_ONLY)"
+                )
+                conn.execute("SET enable_external_access = false")
+                found = conn.execute(
+                    "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'src'"
+                    " AND schema_name = ? AND table_name = ? UNION ALL "
+                    "SELECT count(*) FROM duckdb_views() WHERE database_name = 'src'"
+                    " AND schema_name = ? AND view_name = ?",
+                    [schema_name, table, schema_name, table],
+                ).fetchall()
+                if not any(count for (count,) in found):
+                    raise self._permanent(f"table not found: {schema_name}.{table}")
+            except BaseException:
+                conn.close()
+                raise
+            yield from duckdb_batches(conn, f"SELECT * FROM src.{name}", [], batch_rows, cancelled)
+
+        def describe(exc: BaseException) -> ConnectorError:
+            if isinstance(exc, ConnectorError):
+                return exc
+            if isinstance(exc, duckdb.Error):
+                return self._error(exc, None)
+            return self._permanent(f"cannot read {self._path}: {type(exc).__name__}")
+
+        async for batch in stream_batches(produce, describe):
+            yield batch
 
     async def _run(self, work: Callable[[Session], T]) -> T:
         return await run_in_thread(lambda cancelled: self._run_sync(work, cancelled))

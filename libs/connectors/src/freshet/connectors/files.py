@@ -35,12 +35,14 @@ import logging
 import os
 import pathlib
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Literal, TypeVar
 
 import duckdb
+import pyarrow as pa
 from pydantic import BaseModel, Field
 
+from freshet.connectors.batches import duckdb_batches, new_duckdb, stream_batches
 from freshet.connectors.duckdb_session import CONNECT_CONFIG, Session, first_line, run_in_thread
 from freshet.connectors.errors import ConnectorError, sanitise
 from freshet.connectors.models import ColumnInfo, Sample, TableInfo
@@ -117,6 +119,43 @@ class FilesConnector:
             return session.sample(source, params, limit)
 
         return await self._run(work, label=f"{schema_name}.{table}")
+
+    async def stream(
+        self, schema_name: str, table: str, *, batch_rows: int
+    ) -> AsyncIterator[pa.RecordBatch]:
+        label = f"{schema_name}.{table}"
+
+        def produce(cancelled: threading.Event) -> Iterator[pa.RecordBatch]:
+            if not self._path.is_dir():
+                raise self._permanent(f"folder not found: {self._path}")
+            root = self._path.resolve()
+            directory = _directory_for(root, schema_name, recursive=self._config.recursive)
+            dataset = None if directory is None else _scan(directory, root).get(table)
+            if dataset is None:
+                raise self._permanent(f"table not found: {label}")
+            source, params = self._reader(dataset)
+            conn = new_duckdb()
+            try:
+                conn.execute("SET allowed_directories = ?", [[os.path.join(root, "")]])
+                conn.execute("SET enable_external_access = false")
+            except BaseException:
+                conn.close()
+                raise
+            yield from duckdb_batches(
+                conn, f"SELECT * FROM {source}", list(params), batch_rows, cancelled
+            )
+
+        def describe(exc: BaseException) -> ConnectorError:
+            if isinstance(exc, ConnectorError):
+                return exc
+            if isinstance(exc, duckdb.Error):
+                return self._error(exc, None, label)
+            if isinstance(exc, OSError):
+                return self._permanent(f"cannot read folder {self._path}: {exc.strerror or exc}")
+            return self._permanent(f"cannot read {label}: {type(exc).__name__}")
+
+        async for batch in stream_batches(produce, describe):
+            yield batch
 
     def _introspect(self, session: Session, root: pathlib.Path) -> list[TableInfo]:
         tables: list[TableInfo] = []

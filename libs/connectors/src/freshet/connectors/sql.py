@@ -20,6 +20,13 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def quote_literal(text: str) -> str:
+    """`text` as a SQL string literal, for statements that take no parameters (ATTACH, LOAD)."""
+    if "\x00" in text:
+        raise ConnectorError("string contains a NUL character", transient=False)
+    return "'" + text.replace("'", "''") + "'"
+
+
 def qualified_name(schema_name: str, table: str) -> str:
     return f"{quote_ident(schema_name)}.{quote_ident(table)}"
 

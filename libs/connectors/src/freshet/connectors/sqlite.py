@@ -12,11 +12,13 @@ import pathlib
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, Literal, TypeVar
 
+import pyarrow as pa
 from pydantic import BaseModel, Field
 
+from freshet.connectors.batches import stream_batches
 from freshet.connectors.errors import ConnectorError, sanitise
 from freshet.connectors.models import ColumnInfo, ForeignKeyInfo, Sample, TableInfo
 from freshet.connectors.sql import check_limit, qualified_name
@@ -70,6 +72,45 @@ class SqliteConnector:
             return Sample(columns=columns, rows=[[json_safe(v) for v in row] for row in rows])
 
         return await self._run(work, table=table)
+
+    async def stream(
+        self, schema_name: str, table: str, *, batch_rows: int
+    ) -> AsyncIterator[pa.RecordBatch]:
+        """Every row, in batches. SQLite values have no fixed type per column, so a first pass
+        finds the storage classes each column holds and picks one Arrow type that keeps every
+        value (text wins over numbers, real over integer; blobs stay binary unless mixed)."""
+        if schema_name != SCHEMA:
+            raise self._permanent(f"table not found: {schema_name}.{table}")
+        name = qualified_name(SCHEMA, table)
+
+        def produce(cancelled: threading.Event) -> Iterator[pa.RecordBatch]:
+            if not self._path.is_file():
+                raise self._permanent(f"SQLite database not found: {self._path}")
+            conn = self._connect()
+            conn.set_progress_handler(lambda: 1 if cancelled.is_set() else 0, _PROGRESS_EVERY)
+            try:
+                cursor = conn.execute(f"SELECT * FROM {name} LIMIT 0")
+                columns = [str(d[0]) for d in cursor.description or ()]
+                schema = _arrow_schema(conn, name, columns)
+                cursor = conn.execute(f"SELECT * FROM {name}")
+                empty = True
+                while rows := cursor.fetchmany(batch_rows):
+                    empty = False
+                    yield _record_batch(rows, schema)
+                if empty:
+                    yield pa.RecordBatch.from_pylist([], schema=schema)
+            finally:
+                conn.close()
+
+        def describe(exc: BaseException) -> ConnectorError:
+            if isinstance(exc, ConnectorError):
+                return exc
+            if isinstance(exc, sqlite3.Error):
+                return self._error(exc, None, table)
+            return self._permanent(f"cannot read {SCHEMA}.{table}: {type(exc).__name__}")
+
+        async for batch in stream_batches(produce, describe):
+            yield batch
 
     async def _run(self, work: Callable[[_Session], T], *, table: str | None = None) -> T:
         cancelled = threading.Event()
@@ -181,6 +222,54 @@ class _Session:
             self.timed_out = True
             return 1
         return 0
+
+
+def _arrow_schema(conn: sqlite3.Connection, name: str, columns: list[str]) -> pa.Schema:
+    """One pass over the table: which storage classes each column holds."""
+    if not columns:
+        return pa.schema([])
+    probes = ", ".join(
+        f"max(typeof(c{i}) = '{kind}')"
+        for i in range(len(columns))
+        for kind in ("integer", "real", "text", "blob")
+    )
+    aliases = ", ".join(f"column{i + 1} AS c{i}" for i in range(len(columns)))
+    nulls = ", ".join(["NULL"] * len(columns))
+    # Columns by position (VALUES names them column1..N and the union keeps those names), so
+    # a view's duplicate or odd column names need no quoting.
+    rows = f"VALUES ({nulls}) UNION ALL SELECT * FROM {name}"
+    row = conn.execute(f"SELECT {probes} FROM (SELECT {aliases} FROM ({rows}))").fetchone() or ()
+    fields = []
+    for i, column in enumerate(columns):
+        integer, real, text, blob = (bool(v) for v in row[i * 4 : i * 4 + 4])
+        if text or (blob and (integer or real)):
+            kind: pa.DataType = pa.string()
+        elif blob:
+            kind = pa.binary()
+        elif real:
+            kind = pa.float64()
+        else:
+            kind = pa.int64()
+        fields.append(pa.field(column, kind))
+    return pa.schema(fields)
+
+
+def _record_batch(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.RecordBatch:
+    arrays = []
+    for i, field in enumerate(schema):
+        values = [row[i] for row in rows]
+        if field.type == pa.string():
+            values = [_as_text(v) for v in values]
+        arrays.append(pa.array(values, type=field.type))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _as_text(value: object) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
 
 
 def _decode_text(raw: bytes) -> str:

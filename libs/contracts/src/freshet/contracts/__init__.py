@@ -17,8 +17,11 @@ from freshet.contracts.events import (
     Event,
     PreviewRequested,
     PreviewSampled,
+    RefreshCompleted,
     RefreshRequested,
     RunCompleted,
+    TableRefreshed,
+    TableRefreshFailed,
 )
 from freshet.contracts.filters import RunFilters
 from freshet.contracts.topics import TOPICS, Topic, all_topic_names, topic_for, topic_named
@@ -37,9 +40,12 @@ __all__ = [
     "KafkaMessage",
     "PreviewRequested",
     "PreviewSampled",
+    "RefreshCompleted",
     "RefreshRequested",
     "RunCompleted",
     "RunFilters",
+    "TableRefreshFailed",
+    "TableRefreshed",
     "Topic",
     "all_topic_names",
     "decode",

@@ -50,6 +50,11 @@ class CollectionRequested(Event):
     requested_by: str | None = Field(default=None, max_length=200)
     requested_at: datetime | None = None
     filters: dict[str, JsonValue] | None = None
+    invalidate_changed: bool = Field(
+        default=False,
+        description="Drop the parquet cache of tables whose schema changed, in the run's own "
+        "transaction, whatever the endpoint's schema-change policy.",
+    )
 
 
 class DatasetRef(BaseModel):
@@ -103,6 +108,14 @@ class RefreshRequested(Event):
     force: bool = False
     trigger_source: TriggerSource = "event"
     requested_by: str | None = Field(default=None, max_length=200)
+    all_tables: bool = Field(
+        default=False,
+        description="With `tables` absent: every discovered table, cached or not, instead of "
+        "every cached table.",
+    )
+    concurrency: int | None = Field(
+        default=None, ge=1, le=64, description="Tables refreshed at once for this request."
+    )
 
 
 class PreviewRequested(Event):
@@ -169,6 +182,66 @@ class CollectionChanged(Event):
     changed_at: datetime
 
 
+RefreshJobStatus = Literal["completed", "failed"]
+
+
+class TableRefreshEvent(Event):
+    """What every per-table refresh event says: which table, which refresh, who asked."""
+
+    key_field: ClassVar[str] = "dataset_id"
+
+    refresh_id: UUID
+    dataset_id: UUID
+    endpoint_id: UUID
+    schema_name: str
+    table_name: str
+    trigger_source: TriggerSource
+
+
+class TableRefreshed(TableRefreshEvent):
+    """A table's cache moved to a new version (the catalog pointer moved)."""
+
+    event_type: ClassVar[str] = "freshet.table.refreshed.v1"
+
+    version: str
+    rows: int = Field(ge=0)
+    bytes: int = Field(ge=0)
+    schema_fingerprint: str
+    started_at: datetime
+    completed_at: datetime
+
+
+class TableRefreshFailed(TableRefreshEvent):
+    """A table's refresh failed; its previous cache (if any) still serves."""
+
+    event_type: ClassVar[str] = "freshet.table.refresh_failed.v1"
+
+    error: str = Field(max_length=2000)
+    failed_at: datetime
+
+
+class RefreshCompleted(Event):
+    """A refresh job (a table or a connection) has nothing left to do."""
+
+    event_type: ClassVar[str] = "freshet.refresh.completed.v1"
+    key_field: ClassVar[str] = "endpoint_id"
+
+    refresh_id: UUID
+    endpoint_id: UUID
+    status: RefreshJobStatus
+    scope: str
+    tables_total: int = Field(ge=0)
+    tables_succeeded: int = Field(ge=0)
+    tables_failed: int = Field(ge=0)
+    tables_skipped: int = Field(ge=0)
+    rows_synced: int = Field(ge=0)
+    bytes_written: int = Field(ge=0)
+    requested_at: datetime
+    started_at: datetime | None = None
+    completed_at: datetime
+    trigger_source: TriggerSource
+
+
 EVENT_MODELS: tuple[type[Event], ...] = (
     CollectionRequested,
     RunCompleted,
@@ -176,4 +249,7 @@ EVENT_MODELS: tuple[type[Event], ...] = (
     PreviewRequested,
     PreviewSampled,
     CollectionChanged,
+    TableRefreshed,
+    TableRefreshFailed,
+    RefreshCompleted,
 )

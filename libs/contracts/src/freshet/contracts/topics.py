@@ -10,8 +10,11 @@ from freshet.contracts.events import (
     Event,
     PreviewRequested,
     PreviewSampled,
+    RefreshCompleted,
     RefreshRequested,
     RunCompleted,
+    TableRefreshed,
+    TableRefreshFailed,
 )
 
 DEAD_LETTER_SUFFIX = ".dlq"
@@ -41,6 +44,9 @@ TOPICS: tuple[Topic, ...] = (
     Topic("freshet.preview.requested", PreviewRequested, partitions=3),
     Topic("freshet.preview.sampled", PreviewSampled, partitions=3),
     Topic("freshet.collection.changed", CollectionChanged, partitions=3),
+    Topic("freshet.table.refreshed", TableRefreshed, partitions=3),
+    Topic("freshet.table.refresh_failed", TableRefreshFailed, partitions=3),
+    Topic("freshet.refresh.completed", RefreshCompleted, partitions=3),
 )
 
 _BY_NAME = {t.name: t for t in TOPICS}

@@ -94,15 +94,6 @@ class Settings(BaseSettings):
     kafka_ssl_key_password: SecretStr | None = None
     kafka_ssl_check_hostname: bool = True
 
-    # Parquet cache storage (issue 6 reads these): a local folder, or `s3://bucket/prefix` on
-    # any S3-compatible store. Credentials unset: the SDK's usual chain (environment, instance
-    # role, web identity on Kubernetes).
-    cache_url: str = "var/cache"
-    s3_endpoint_url: str | None = None
-    s3_region: str | None = None
-    s3_access_key_id: SecretStr | None = None
-    s3_secret_access_key: SecretStr | None = None
-
     @model_validator(mode="after")
     def _kafka_security_is_complete(self) -> Settings:
         if self.kafka_security_protocol.startswith("SASL_") and (
@@ -152,6 +143,36 @@ class Settings(BaseSettings):
     # Finished preview requests and audit records are kept this long.
     preview_request_retention_hours: float = Field(default=24.0 * 7, gt=0)
     audit_retention_days: float = Field(default=90.0, gt=0)
+    # Parquet caches and refreshes (issue 6).
+    # Where cache files live: a local folder (default `<data_dir>/cache`) or any S3-compatible
+    # store as `s3://bucket/prefix` (with the endpoint URL and keys below).
+    cache_root: str | None = None
+    cache_s3_endpoint_url: str | None = None
+    cache_s3_region: str = "us-east-1"
+    cache_s3_access_key_id: SecretStr | None = None
+    cache_s3_secret_access_key: SecretStr | None = None
+    # A table synced less than this ago is not refreshed again unless forced (seed 004).
+    refresh_min_interval_s: float = Field(default=300.0, ge=0)
+    # Rows per Arrow batch read from a source and written to parquet: bounds a refresh's memory.
+    refresh_batch_rows: int = Field(default=65_536, ge=1)
+    # Table refreshes one refresher process runs at once, in all and per endpoint.
+    refresh_max_concurrent: int = Field(default=4, ge=1)
+    refresh_max_per_endpoint: int = Field(default=2, ge=1)
+    # A connection refresh's parallelism when its request names none (seed 004: 5).
+    refresh_default_concurrency: int = Field(default=5, ge=1, le=64)
+    # One table's refresh, start to finish.
+    refresh_timeout_s: float = Field(default=3_600.0, gt=0)
+    # A refresh job's lease: renewed while a refresher works on it, taken over when it lapses.
+    refresh_lease_ttl_s: float = Field(default=30.0, gt=0)
+    # How long a synchronous refresh or discover request waits before answering with the state.
+    refresh_wait_timeout_s: float = Field(default=300.0, gt=0)
+    # A replaced or invalidated cache file is kept at least this long (and while read).
+    cache_grace_s: float = Field(default=60.0, ge=0)
+    # How often pending deletions are worked off / orphan files looked for.
+    cache_maintenance_interval_s: float = Field(default=5.0, gt=0)
+    cache_reconcile_interval_s: float = Field(default=600.0, gt=0)
+    # Files younger than this are never taken for orphans (a writer may be about to record it).
+    cache_orphan_min_age_s: float = Field(default=60.0, ge=0)
 
     @property
     def is_production(self) -> bool:

@@ -18,6 +18,7 @@ from freshet.gateway.routes import (
     runs,
     schedules,
 )
+from freshet.gateway.routes import connections as connection_routes
 from freshet.gateway.routes import dead_letters as dead_letter_routes
 from freshet.gateway.settings import GatewaySettings
 from freshet.kit.secrets import secret_box
@@ -60,6 +61,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         dead_letter_routes.router,
         previews.router,
         audit.router,
+        connection_routes.router,
     ):
         app.include_router(router)
     app.include_router(graphql_router())

@@ -46,6 +46,9 @@ PreviewOptedOut = _error("E_PREVIEW_OPTED_OUT", 409)
 DatasetRemoved = _error("E_DATASET_REMOVED", 409)
 PreviewFailed = _error("E_PREVIEW_FAILED", 502)
 PreviewRequestNotFound = _error("E_PREVIEW_REQUEST_NOT_FOUND", 404)
+TableNotFound = _error("E_TABLE_NOT_FOUND", 404)
+RefreshNotFound = _error("E_REFRESH_NOT_FOUND", 404)
+RefreshFailed = _error("E_REFRESH_FAILED", 502)
 
 
 def body(code: str, message: str, details: Any = None) -> dict[str, Any]:

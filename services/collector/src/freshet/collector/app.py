@@ -32,6 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         run_timeout_s=settings.run_timeout_s,
         ingest_workdir=settings.data_dir / "ingest",
         ingest_commands_allowed=settings.ingest_commands_allowed,
+        cache_grace=timedelta(seconds=settings.cache_grace_s),
     )
     runner = Runner(
         deps,

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 import structlog
 
@@ -29,6 +30,7 @@ from freshet.collector import ingest, workflow
 from freshet.collector.workflow import Claim, CollectorDeps
 from freshet.connectors import ConnectorError, TableInfo, sanitise
 from freshet.kit import metrics
+from freshet.kit.background import BackgroundWork
 from freshet.kit.redaction import describe_error
 
 log = structlog.get_logger("freshet.collector")
@@ -36,7 +38,7 @@ log = structlog.get_logger("freshet.collector")
 ClaimFn = Callable[[], Awaitable[Claim | None]]
 
 
-class Runner:
+class Runner(BackgroundWork[uuid.UUID, Claim]):
     def __init__(
         self,
         deps: CollectorDeps,
@@ -44,87 +46,32 @@ class Runner:
         max_concurrent: int,
         check_interval_s: float,
     ) -> None:
+        super().__init__(max_concurrent=max_concurrent, name="run")
         self.deps = deps
         self.check_interval_s = check_interval_s
-        self.slots = asyncio.Semaphore(max_concurrent)
-        self.tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
-        self._sweeper: asyncio.Task[None] | None = None
-        self._stopping = False
+        self.watch_interval_s = check_interval_s
+        self.sweep_interval_s = max(1.0, deps.lease_ttl.total_seconds() / 2)
+        self._renewed_at: dict[uuid.UUID, datetime] = {}
 
-    # --- lifecycle -----------------------------------------------------------------------
-
-    async def start(self) -> None:
-        self._sweeper = asyncio.create_task(self._sweep_forever(), name="run-sweeper")
-
-    async def stop(self) -> None:
-        """Cancel running work and release its leases, so another collector resumes it now."""
-        self._stopping = True
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-        held = list(self.tasks)
-        tasks = list(self.tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if held:
-            await self._release(held)
-
-    async def wait_idle(self) -> None:
-        """For tests: until every run this process started has ended."""
-        while self.tasks:
-            await asyncio.gather(*list(self.tasks.values()), return_exceptions=True)
-
-    # --- entry points --------------------------------------------------------------------
-
-    async def submit(self, claim_fn: ClaimFn) -> uuid.UUID | None:
-        """Wait for a free slot, claim a run with `claim_fn`, and start it in the background."""
-        await self.slots.acquire()
-        try:
-            held = await claim_fn()
-        except BaseException:
-            self.slots.release()
-            raise
-        if held is None:
-            self.slots.release()
-            return None
-        self._spawn(held)
+    def key(self, held: Claim) -> uuid.UUID:
         return held.run_id
 
-    def _spawn(self, held: Claim) -> None:
-        task = asyncio.create_task(self._execute(held), name=f"run-{held.run_id}")
-        self.tasks[held.run_id] = task
+    def on_spawn(self, held: Claim) -> None:
+        self._renewed_at[held.run_id] = utcnow()
         metrics.RUNS_IN_PROGRESS.inc()
 
-        def done(_: asyncio.Task[None]) -> None:
-            self.tasks.pop(held.run_id, None)
-            metrics.RUNS_IN_PROGRESS.dec()
-            self.slots.release()
-
-        task.add_done_callback(done)
+    def on_done(self, held: Claim) -> None:
+        self._renewed_at.pop(held.run_id, None)
+        metrics.RUNS_IN_PROGRESS.dec()
 
     # --- one run -------------------------------------------------------------------------
 
-    async def _execute(self, held: Claim) -> None:
+    async def execute(self, held: Claim) -> None:
         with structlog.contextvars.bound_contextvars(
             run_id=str(held.run_id), correlation_id=held.correlation_id
         ):
-            work = asyncio.create_task(self._work(held))
-            watch = asyncio.create_task(self._watch(held, work))
             try:
-                await work
-            except asyncio.CancelledError:
-                me = asyncio.current_task()
-                if me is None or not me.cancelling():
-                    # The watcher cancelled the work: the run is no longer ours.
-                    log.info("run stopped: it was cancelled, deleted or taken over")
-                    return
-                # This process is stopping; `stop` releases the lease.
-                work.cancel()
-                with contextlib.suppress(BaseException):
-                    await work
-                raise
+                await self._work(held)
             except Exception as exc:
                 # Steps retry what is transient themselves: this is a bug or a database that
                 # stayed away. Fail the run rather than let collectors take it over forever;
@@ -133,10 +80,6 @@ class Runner:
                 log.error("run stopped by an unexpected error", error=error)
                 with contextlib.suppress(Exception):
                     await workflow.finish(held, self.deps, RunStatus.FAILED, error=error)
-            finally:
-                watch.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watch
 
     async def _work(self, held: Claim) -> None:
         deps = self.deps
@@ -200,58 +143,31 @@ class Runner:
             attempts=self.deps.introspect_attempts,
         )
 
-    async def _watch(self, held: Claim, work: asyncio.Task[None]) -> None:
-        """Stop the work as soon as the run is no longer ours; renew the lease meanwhile."""
-        renew_every = self.deps.lease_ttl / 3
-        renewed_at = utcnow()
-        while not work.done():
-            await asyncio.sleep(self.check_interval_s)
-            try:
-                if utcnow() - renewed_at >= renew_every:
-                    async with UnitOfWork(self.deps.db) as uow:
-                        ours = await uow.runs.renew_lease(
-                            held.run_id, self.deps.owner, self.deps.lease_ttl
-                        )
-                        await uow.commit()
-                    renewed_at = utcnow()
-                else:
-                    async with UnitOfWork(self.deps.db, read_only=True) as uow:
-                        run = await uow.runs.get(held.run_id)
-                    ours = (
-                        run is not None
-                        and run.status == RunStatus.RUNNING.value
-                        and run.lease_owner == self.deps.owner
-                    )
-            except Exception as exc:
-                # A database hiccup: keep working; the lease has time to spare.
-                log.warning("lease check failed", error=describe_error(exc))
-                continue
-            if not ours:
-                work.cancel()
-                return
-
-    async def _release(self, run_ids: list[uuid.UUID]) -> None:
-        try:
+    async def still_ours(self, held: Claim) -> bool:
+        """Renew the lease every third of its TTL; in between, a read that the run is still
+        RUNNING and ours (a cancel is seen within `check_interval_s`)."""
+        if utcnow() - self._renewed_at.get(held.run_id, utcnow()) >= self.deps.lease_ttl / 3:
             async with UnitOfWork(self.deps.db) as uow:
-                for run_id in run_ids:
-                    await uow.runs.release_lease(run_id, self.deps.owner)
+                ours = await uow.runs.renew_lease(held.run_id, self.deps.owner, self.deps.lease_ttl)
                 await uow.commit()
-        except Exception as exc:
-            # The leases then lapse on their own; takeover just waits for that.
-            log.warning("could not release run leases", error=describe_error(exc))
-            return
+            self._renewed_at[held.run_id] = utcnow()
+            return ours
+        async with UnitOfWork(self.deps.db, read_only=True) as uow:
+            run = await uow.runs.get(held.run_id)
+        return (
+            run is not None
+            and run.status == RunStatus.RUNNING.value
+            and run.lease_owner == self.deps.owner
+        )
+
+    async def release(self, run_ids: list[uuid.UUID]) -> None:
+        async with UnitOfWork(self.deps.db) as uow:
+            for run_id in run_ids:
+                await uow.runs.release_lease(run_id, self.deps.owner)
+            await uow.commit()
         log.info("runs handed back: leases released", runs=[str(r) for r in run_ids])
 
     # --- takeover --------------------------------------------------------------------------
-
-    async def _sweep_forever(self) -> None:
-        interval = max(1.0, self.deps.lease_ttl.total_seconds() / 2)
-        while not self._stopping:
-            try:
-                await self.sweep()
-            except Exception as exc:
-                log.warning("run sweep failed", error=describe_error(exc))
-            await asyncio.sleep(interval)
 
     def _taking_over(self, run_id: uuid.UUID) -> ClaimFn:
         return lambda: workflow.take_over(run_id, self.deps)

@@ -66,6 +66,9 @@ class CollectorDeps:
     run_timeout_s: float = 600.0
     ingest_workdir: Path = Path("var/ingest")
     ingest_commands_allowed: bool = True
+    # How long a cache file dropped for a schema change stays readable (its readers' leases
+    # hold it longer).
+    cache_grace: timedelta = timedelta(seconds=60)
 
 
 @dataclass
@@ -98,6 +101,8 @@ class Outcome:
     status: RunStatus
     error: str | None = None
     sync: SyncResult = field(default_factory=SyncResult)
+    # Tables whose cache pointer this run dropped (their schema changed).
+    invalidated: list[Dataset] = field(default_factory=list)
 
 
 def run_id_for(cmd: CollectionRequested, event_id: str) -> uuid.UUID:
@@ -157,6 +162,7 @@ async def _claim(
             "requested_by": cmd.requested_by,
             "requested_at": cmd.requested_at,
             "filters": cmd.filters,
+            "invalidate_changed": cmd.invalidate_changed,
         }
         run = await uow.runs.enqueue(**fields)
         if run is None:
@@ -339,11 +345,33 @@ async def finish(
                         if filters is None or filters.is_empty
                         else (lambda s, n: filters.matches(s, n)),
                     )
-                outcome = Outcome(status, error, sync)
+                invalidated = await _on_schema_change(uow, run, sync, deps)
+                outcome = Outcome(status, error, sync, invalidated)
                 await complete(uow, run, held.correlation_id, deps, outcome)
                 await uow.commit()
                 return True
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _on_schema_change(
+    uow: UnitOfWork, run: CollectionRun, sync: SyncResult, deps: CollectorDeps
+) -> list[Dataset]:
+    """Caches of tables whose shape changed: dropped in this very transaction when the run or
+    the endpoint's policy says so, so no query reads a file of the old shape once the catalog
+    has the new one."""
+    endpoint = await uow.endpoints.get(run.endpoint_id)
+    if endpoint is None or not sync.schema_changed:
+        return []
+    dropped = await uow.caches.on_schema_change(
+        endpoint,
+        [d.id for d in sync.schema_changed],
+        utcnow(),
+        grace=deps.cache_grace,
+        invalidate=run.invalidate_changed,
+    )
+    if dropped:
+        log.info("caches invalidated for schema changes", tables=len(dropped))
+    return [d for d in sync.schema_changed if d.id in set(dropped)]
 
 
 async def complete(
@@ -364,6 +392,12 @@ async def complete(
         datasets_added=len(sync.added),
         datasets_removed=len(sync.removed),
         datasets_changed=len(sync.schema_changed),
+        diff={
+            "added": _names(sync.added),
+            "removed": _names(sync.removed),
+            "schema_changed": _names(sync.schema_changed),
+            "caches_invalidated": _names(outcome.invalidated),
+        },
     )
     if not moved:
         return False
@@ -410,6 +444,10 @@ async def _announce(
         source=deps.source,
         correlation_id=correlation_id,
     )
+
+
+def _names(datasets: list[Dataset]) -> list[list[str]]:
+    return [[d.schema_name, d.name] for d in datasets]
 
 
 def _refs(datasets: list[Dataset]) -> list[DatasetRef]:

@@ -1,46 +1,30 @@
-"""Refresher handlers. This slice records what it is asked; the refresh itself is issue 6."""
+"""The refresher's consumer handlers: make sure a job exists, claim it, hand it to the runner.
+
+Both are idempotent: the refresh id (given, or derived from the event id or the run id) names
+the job, and a job that finished or that another refresher holds is left alone.
+"""
 
 from __future__ import annotations
 
 import structlog
-from prometheus_client import Counter
 
-from freshet.catalog import Database
-from freshet.catalog.inbox import claim_once
 from freshet.contracts import Envelope, RefreshRequested, RunCompleted
-
-log = structlog.get_logger("freshet.refresher")
-
-REQUESTS = Counter(
-    "freshet_refresh_requests_total", "RefreshRequested events received.", ["trigger_source"]
-)
-RUNS_SEEN = Counter(
-    "freshet_refresher_runs_seen_total", "RunCompleted events seen by the refresher.", ["status"]
-)
+from freshet.refresher import jobs
+from freshet.refresher.runner import Runner
 
 
-async def handle_refresh_requested(env: Envelope, db: Database) -> None:
+async def handle_refresh_requested(env: Envelope, runner: Runner) -> None:
     event = env.data
     assert isinstance(event, RefreshRequested)
-    if not await claim_once(db, "refresher.requests", env.id):
-        return
-    REQUESTS.labels(event.trigger_source).inc()
-    log.info(
-        "refresh requested",
-        endpoint_id=str(event.endpoint_id),
-        tables=event.tables,
-        force=event.force,
-    )
+    refresh_id = jobs.refresh_id_for(event, env.id)
+    with structlog.contextvars.bound_contextvars(refresh_id=str(refresh_id)):
+        if await jobs.accept(event, refresh_id, env.correlation_id, runner.deps):
+            await runner.claim(refresh_id)
 
 
-async def handle_run_completed(env: Envelope, db: Database) -> None:
+async def handle_run_completed(env: Envelope, runner: Runner) -> None:
     event = env.data
     assert isinstance(event, RunCompleted)
-    if not await claim_once(db, "refresher.runs", env.id):
-        return
-    RUNS_SEEN.labels(event.status).inc()
-    log.info(
-        "run completed seen",
-        run_id=str(event.run_id),
-        schema_changed=len(event.diff.schema_changed),
-    )
+    refresh_id = await jobs.accept_schema_changes(event, env.correlation_id, runner.deps)
+    if refresh_id is not None:
+        await runner.claim(refresh_id)

@@ -184,6 +184,7 @@ async def trigger_endpoint_collection(
     *,
     trigger_source: str = "api",
     filters: RunFilters | None = None,
+    invalidate_changed: bool = False,
 ) -> CollectionRun:
     """Trigger the endpoint's collection, creating a manual-only one if it has none."""
     if await uow.endpoints.get(endpoint_id) is None:
@@ -199,7 +200,7 @@ async def trigger_endpoint_collection(
         else:
             await announce(uow, caller, collection)
             log.info("manual-only collection created for trigger", collection_id=str(collection.id))
-    return await _trigger(uow, caller, collection, trigger_source, filters)
+    return await _trigger(uow, caller, collection, trigger_source, filters, invalidate_changed)
 
 
 async def _add(uow: UnitOfWork, **fields: Any) -> Collection | None:
@@ -218,6 +219,7 @@ async def _trigger(
     collection: Collection,
     trigger_source: str,
     filters: RunFilters | None,
+    invalidate_changed: bool = False,
 ) -> CollectionRun:
     if not collection.is_enabled:
         raise errors.CollectionDisabled(f"collection {collection.id} is disabled")
@@ -229,6 +231,7 @@ async def _trigger(
         trigger_source=trigger_source,
         requested_by=caller.principal.name,
         filters=scoped,
+        invalidate_changed=invalidate_changed,
     )
     if run is None:
         raise errors.CollectionInProgress(f"collection {collection.id} has a run queued or running")
@@ -241,6 +244,7 @@ async def _trigger(
             requested_by=caller.principal.name,
             requested_at=run.requested_at,
             filters=scoped,
+            invalidate_changed=invalidate_changed,
         ),
         source=caller.source,
         correlation_id=caller.correlation_id,

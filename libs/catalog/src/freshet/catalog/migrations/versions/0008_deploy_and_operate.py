@@ -1,7 +1,7 @@
 """dead-letter marks (replayed, purged), schedules held by an operator
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-03 09:00:00
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 import freshet.catalog.types
 
 revision: str = "0008"
-down_revision: str | None = "0005"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
