@@ -279,8 +279,12 @@ async def test_a_removed_table_is_not_refreshed_and_a_deleted_one_loses_its_sche
             endpoint_id=endpoint_id, endpoint_kind="sqlite", run_id=uuid.uuid4(), specs=[spec("b")]
         )  # "a" vanished from the source
         await uow.commit()
-    for dataset_id in tables.values():
-        clock.now = (await schedule(sqlite_catalog, table_refresh_schedule_id(dataset_id))).due_at
+    first_ticks = [
+        (await schedule(sqlite_catalog, table_refresh_schedule_id(d))).due_at
+        for d in tables.values()
+    ]
+    for due in sorted(first_ticks):
+        clock.now = due
         await ticker.tick()
     assert [r["tables"] for r in await pending(sqlite_catalog, "freshet.refresh.requested")] == [
         ["main.b"]
