@@ -1,8 +1,6 @@
 """The `freshet` CLI against the real gateway of the running system: endpoints, collections,
-runs (trigger, cancel, retry), schedules (pause, resume) and dead letters (list, replay, purge).
-
-The preview and refresh commands call routes of issues 5 and 6 that are not on this branch;
-libs/cli/tests covers them against a fake gateway until those are merged.
+runs (trigger, cancel, retry), previews (one dataset, all of an endpoint), refreshes (a table,
+a connection, status), schedules (pause, resume) and dead letters (list, replay, purge).
 """
 
 from __future__ import annotations
@@ -82,6 +80,51 @@ def test_endpoints_collections_and_runs(system: System) -> None:
     assert [r["id"] for r in history] == [retried["id"], run["id"]]
 
     assert "E_RUN_FINISHED" in freshet_fails(system, "runs", "cancel", run["id"])
+
+
+def test_previews_of_one_dataset_and_of_a_whole_endpoint(system: System) -> None:
+    endpoint = register(system)
+    freshet(system, "runs", "trigger", endpoint["collection_id"], "--wait")
+    with httpx.Client(base_url=system.gateway, headers=system.headers) as http:
+        datasets = http.get("/datasets", params={"endpoint_id": endpoint["id"]}).json()
+    one = next(d for d in datasets if d["name"] == "customers")
+
+    sampled = freshet(system, "previews", "refresh", one["id"])
+    requested = freshet(system, "previews", "refresh-endpoint", endpoint["name"])
+
+    assert sampled["cached"] is False
+    assert sampled["refresh_source"] == "manual"
+    assert sampled["rows"]
+    assert sorted(r["dataset"] for r in requested) == sorted(
+        f"{d['schema_name']}.{d['name']}" for d in datasets
+    )
+
+
+def test_a_table_and_a_connection_are_refreshed_and_their_status_read(system: System) -> None:
+    endpoint = register(system)
+    freshet(system, "runs", "trigger", endpoint["collection_id"], "--wait")
+
+    table = freshet(system, "refreshes", "start", endpoint["name"], "--table", "main.customers")
+    connection = freshet(
+        system,
+        "refreshes",
+        "start",
+        endpoint["name"],
+        "--table",
+        "main.customers",
+        "--table",
+        "main.orders",
+        "--async",
+    )
+    status = freshet(system, "refreshes", "status", connection["refresh_id"], "--wait")
+
+    assert (table["status"], table["table"]) == ("completed", "customers")
+    assert table["rows_synced"] > 0
+    assert (status["status"], status["tables_total"], status["tables_failed"]) == (
+        "completed",
+        2,
+        0,
+    )
 
 
 def test_a_running_run_is_cancelled(system: System) -> None:

@@ -1,13 +1,12 @@
 """Scale proof: two replicas each of the collector, previewer and refresher against one broker
 and one PostgreSQL catalog. Work spreads over both replicas (each holds some partitions and
 handles some messages), and killing one replica mid-work (SIGKILL) loses nothing and
-duplicates nothing: every requested run reaches a final status exactly once, and every dataset
-gets its preview.
+duplicates nothing: every requested run reaches a final status exactly once, every dataset
+gets its preview, and every table refresh completes once with its cache pointer set.
 
-The refresher is a skeleton on this branch: the test checks that its two replicas share the
-partitions of its groups. After issue 6 is merged, extend `test_work_spreads_over_replicas_*`
-with refreshes of the endpoints' tables (kill `refresher-2` mid-refresh; every refresh reaches
-a final status once, every table's cache pointer is set).
+The second refresher kills itself (SIGKILL, its test failpoint) just before it would move the
+pointer of the first table it refreshes: its file is written, its job is leased, and the
+survivor has to take the job over and write the table again.
 """
 
 from __future__ import annotations
@@ -47,6 +46,8 @@ pytestmark = [
 ]
 
 SCALED = ("collector", "previewer", "refresher")
+# Test-only crash point (services/refresher/__main__.py): dies before moving a pointer.
+REPLICA_ENV = {"refresher": {"FRESHET_TEST_REFRESH_FAILPOINT": "before_pointer"}}
 ENDPOINTS = 12
 INGEST_SECONDS = 3
 TABLES = ("customers", "orders", "products")
@@ -79,6 +80,7 @@ def scaled(
         {
             "FRESHET_SESSION_TIMEOUT_MS": "6000",
             "FRESHET_RUN_LEASE_TTL_S": "6",
+            "FRESHET_REFRESH_LEASE_TTL_S": "6",
             "FRESHET_GRACEFUL_TIMEOUT_S": "3",
         },
     )
@@ -86,7 +88,7 @@ def scaled(
         token, demo = stack.start()
         replicas = tuple(f"{name}-2" for name in SCALED)
         for name in SCALED:
-            stack.start_replica(name, f"{name}-2", free_port())
+            stack.start_replica(name, f"{name}-2", free_port(), REPLICA_ENV.get(name))
         stack.wait_ready(replicas)
         yield stack, token, demo
     finally:
@@ -242,6 +244,59 @@ async def test_work_spreads_over_replicas_and_survives_a_killed_one(
 
         await eventually(every_preview, timeout=120, interval=0.5)
         assert pending, "the previewer was killed after all previews were done: not mid-work"
+
+        await _refresh_every_table_surviving_a_killed_refresher(stack, http, endpoints)
+
+
+async def _refresh_every_table_surviving_a_killed_refresher(
+    stack: Stack, http: httpx.AsyncClient, endpoints: list[dict[str, Any]]
+) -> None:
+    jobs = []
+    for endpoint in endpoints:
+        response = await http.post(
+            f"/connections/{endpoint['name']}/refresh",
+            params={"async": "true"},
+            json={"all_tables": True},
+        )
+        assert response.status_code == 202, response.text
+        jobs.append(response.json()["refresh_id"])
+
+    # Its partitions hold some of the endpoints: it takes a job and dies in the middle of it.
+    await eventually(
+        lambda: _true_when(stack.processes["refresher-2"].poll() is not None), timeout=60
+    )
+
+    async def all_done() -> list[dict[str, Any]] | None:
+        found = [(await http.get(f"/refresh/{job}")).json() for job in jobs]
+        return found if all(j["status"] in ("completed", "failed") for j in found) else None
+
+    done = await eventually(all_done, timeout=120, interval=0.5)
+    assert [(j["status"], j["tables_succeeded"], j["tables_failed"]) for j in done] == [
+        ("completed", len(TABLES), 0)
+    ] * len(jobs), done
+    for endpoint in endpoints:
+        for table in TABLES:
+            cache = (
+                await http.get(f"/connections/{endpoint['name']}/tables/main/{table}/cache")
+            ).json()
+            assert cache["version"], cache
+            assert cache["rows"], cache
+    # Nothing duplicated: each table of each job moved its pointer once (one event each).
+    moved: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for record in await read_topics(stack.bootstrap, "freshet.table.refreshed"):
+        event = json.loads(record.value)
+        moved[(event["refresh_id"], event["table_name"])].add(
+            dict(record.headers)["ce_id"].decode()
+        )
+    assert {k: len(v) for k, v in moved.items() if k[0] in jobs} == {
+        (job, table): 1 for job in jobs for table in TABLES
+    }
+    survivor = metrics_of(stack, "refresher")
+    assert value(survivor, "freshet_refresh_tables_total", outcome="succeeded") >= 1
+
+
+async def _true_when(condition: bool) -> bool:
+    return condition
 
 
 async def _datasets_without_preview(

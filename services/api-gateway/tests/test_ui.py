@@ -186,10 +186,13 @@ async def test_sign_in_never_redirects_out_of_the_ui(
 
 
 async def test_browsers_opening_the_gateway_land_in_the_ui(client: httpx.AsyncClient) -> None:
-    response = await client.get("/")
+    response = await client.get("/", headers={"accept": "text/html,application/xhtml+xml"})
+    api_client = await client.get("/", headers={"accept": "application/json"})
 
     assert response.status_code == 307
     assert response.headers["location"] == "/ui/"
+    assert api_client.status_code == 404
+    assert api_client.json()["error"]["code"] == "E_NOT_FOUND"
 
 
 # Roles: what a role may not do is not offered, and the server refuses it anyway.

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,12 +147,14 @@ class Stack:
             json.dumps({n: p.pid for n, p in self.processes.items()}),
         )
 
-    def _spawn(self, service: str, label: str, port: int) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, service: str, label: str, port: int, env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log = (self.data_dir / "logs" / f"{label}.log").open("ab")
         try:
             return subprocess.Popen(  # noqa: S603 - our own interpreter
                 [sys.executable, "-m", f"freshet.{service}"],
-                env={**self.service_env(service), "FRESHET_HTTP_PORT": str(port)},
+                env={**self.service_env(service), "FRESHET_HTTP_PORT": str(port), **(env or {})},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches the launcher only; it stops them in order
@@ -160,11 +163,13 @@ class Stack:
         finally:
             log.close()
 
-    def start_replica(self, service: str, replica: str, port: int) -> subprocess.Popen[bytes]:
-        """Another process of `service` (same settings, its own port and log `<replica>.log`),
-        stopped with the others; `url(replica)` reaches it."""
+    def start_replica(
+        self, service: str, replica: str, port: int, env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Another process of `service` (same settings plus `env`, its own port and log
+        `<replica>.log`), stopped with the others; `url(replica)` reaches it."""
         self.ports[replica] = port
-        process = self._spawn(service, replica, port)
+        process = self._spawn(service, replica, port, env)
         self.processes[replica] = process
         return process
 

@@ -39,8 +39,11 @@ def install(app: FastAPI, runtime: ServiceRuntime, settings: GatewaySettings) ->
     runtime.on_stop(_closer(hub))
 
     @app.get("/", include_in_schema=False)
-    async def root(_request: Request) -> Response:
-        """Browsers opening the gateway's address land in the UI."""
+    async def root(request: Request) -> Response:
+        """Browsers opening the gateway's address land in the UI; API clients get the API's
+        404, as for any other path no route matches (`/endpoints/..` arrives here too)."""
+        if "text/html" not in request.headers.get("accept", ""):
+            raise errors.NotFound("no route at /; the API is described at /docs")
         return RedirectResponse("/ui/", 307)
 
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
