@@ -8,9 +8,13 @@ from fastapi import FastAPI
 from freshet.gateway import errors, http_observability
 from freshet.gateway.auth import TokenStore
 from freshet.gateway.body_limit import BodyLimit
+from freshet.cachestore import store_from_settings
 from freshet.gateway.graphql import graphql_router
+from freshet.gateway.query.engine import EngineLimits, QueryEngine
+from freshet.gateway.query.gate import SqlGate
 from freshet.gateway.routes import collections, datasets, endpoints, runs, schedules
 from freshet.gateway.routes import connections as connection_routes
+from freshet.gateway.routes import query as query_routes
 from freshet.gateway.settings import GatewaySettings
 from freshet.kit.secrets import secret_box
 from freshet.kit.service import ServiceRuntime
@@ -50,7 +54,29 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         schedules.router,
         datasets.router,
         connection_routes.router,
+        query_routes.router,
     ):
         app.include_router(router)
     app.include_router(graphql_router())
+    _install_query_path(app, runtime, settings)
     return app
+
+
+def _install_query_path(app: FastAPI, runtime: ServiceRuntime, settings: GatewaySettings) -> None:
+    """The SQL gate and the query engine over the cache store, closed when the gateway stops."""
+    app.state.sql_gate = SqlGate()
+    app.state.query_engine = QueryEngine(
+        store_from_settings(settings),
+        EngineLimits(
+            threads=settings.query_threads,
+            memory_limit=settings.query_memory_limit,
+            max_concurrent=settings.query_max_concurrent,
+            spares=settings.query_spare_instances,
+        ),
+    )
+
+    async def close_query_path() -> None:
+        app.state.query_engine.close()
+        app.state.sql_gate.close()
+
+    runtime.on_stop(close_query_path)

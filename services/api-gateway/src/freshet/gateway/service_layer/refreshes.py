@@ -48,7 +48,7 @@ POLL_S = 0.05
 T = TypeVar("T")
 
 
-async def _wait(probe: Callable[[], Awaitable[T | None]], timeout_s: float) -> T | None:
+async def wait_for(probe: Callable[[], Awaitable[T | None]], timeout_s: float) -> T | None:
     """Poll `probe` until it returns something, or None after `timeout_s`."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
@@ -152,7 +152,7 @@ async def refresh_table(
             item = await reader.refreshes.item(enqueued.refresh_id, dataset.id)
         return item if item is None or item.status in ITEM_FINAL else None
 
-    item = await _wait(finished, caller.settings.refresh_wait_timeout_s)
+    item = await wait_for(finished, caller.settings.refresh_wait_timeout_s)
     if item is None:
         return 202, out
     out.status = "completed" if item.status == "succeeded" else item.status
@@ -250,7 +250,7 @@ async def refresh_connection(
             current = await reader.refreshes.get(job.id)
         return True if current is None or current.status not in JOB_OPEN else None
 
-    done = await _wait(finished, caller.settings.refresh_wait_timeout_s)
+    done = await wait_for(finished, caller.settings.refresh_wait_timeout_s)
     async with UnitOfWork(db, read_only=True) as reader:
         status = await refresh_status(reader, job.id)
     return (200 if done else 202), status
@@ -292,7 +292,7 @@ async def discover(
             current = await reader.runs.get(run.id)
         return current if current is None or RunStatus(current.status).is_final else None
 
-    done = await _wait(finished, caller.settings.refresh_wait_timeout_s)
+    done = await wait_for(finished, caller.settings.refresh_wait_timeout_s)
     if done is None:
         async with UnitOfWork(db, read_only=True) as reader:
             current = await reader.runs.get(run.id)
