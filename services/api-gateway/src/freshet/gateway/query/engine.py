@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import queue
 import threading
 import time
@@ -191,6 +192,12 @@ class QueryEngine:
                 f"the cache of {display_name(file.ref)} is not in the configured cache store"
             ) from None
         if self.store.scheme == "file" and not _GLOB.intersection(path):
+            if not os.path.isfile(path):
+                # The lease keeps Freshet from deleting it; something else did.
+                log.error("leased cache file missing", table=display_name(file.ref))
+                raise errors.QueryCacheUnavailable(
+                    f"the cache of {display_name(file.ref)} is missing; refresh the table"
+                )
             return file.ref, path, None
         try:
             dataset = pads.dataset(path, format="parquet", filesystem=self.store.filesystem)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import enum
 import json
+from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
@@ -126,9 +127,21 @@ def rows_of(table: pa.Table) -> list[list[Any]]:
     return [list(row) for row in zip(*columns, strict=True)] if columns else []
 
 
+# Integers JSON parsers take exactly (JavaScript's safe range).
+_SAFE_INT = 2**53
+
+
 def _json_value(value: object) -> Any:
     if isinstance(value, bytes | bytearray):
         return base64.b64encode(bytes(value)).decode("ascii")
+    if (
+        isinstance(value, Decimal)
+        and value.is_finite()
+        and value.as_tuple().exponent == 0
+        and abs(value) <= _SAFE_INT
+    ):
+        # 128-bit integers (DuckDB's sum of BIGINT) arrive as scale-0 decimals.
+        return int(value)
     return json_safe(value)
 
 
