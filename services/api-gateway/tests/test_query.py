@@ -116,7 +116,9 @@ def put_version(catalog: Database, store: CacheStore) -> PutVersion:
             dataset = await uow.datasets.get(dataset_id)
             assert dataset is not None
             version = new_version()
-            path = store.version_path(dataset.endpoint_id, dataset.schema_name, dataset.name, version)
+            path = store.version_path(
+                dataset.endpoint_id, dataset.schema_name, dataset.name, version
+            )
 
             async def batches() -> AsyncIterator[pa.RecordBatch]:
                 for batch in data.to_batches() or [pa.RecordBatch.from_pylist([], data.schema)]:
@@ -260,7 +262,7 @@ async def test_row_limit_and_timeout(
 SANDBOX_CASES = [
     ("SELECT 1; SELECT 2", "E_QUERY_MULTIPLE_STATEMENTS"),
     ("COPY (SELECT 1) TO '{evil}'", "E_QUERY_NOT_SELECT"),
-    ("COPY \"shop\".\"sales\".\"orders\" TO '{evil}'", "E_QUERY_NOT_SELECT"),
+    ('COPY "shop"."sales"."orders" TO \'{evil}\'', "E_QUERY_NOT_SELECT"),
     ("EXPORT DATABASE '{evil_dir}'", "E_QUERY_NOT_SELECT"),
     ("ATTACH '{evil_db}' AS x", "E_QUERY_NOT_SELECT"),
     ("INSTALL httpfs", "E_QUERY_NOT_SELECT"),
@@ -273,7 +275,7 @@ SANDBOX_CASES = [
     ("CREATE VIEW v AS SELECT * FROM read_csv('/etc/passwd')", "E_QUERY_NOT_SELECT"),
     ('INSERT INTO "shop"."sales"."orders" VALUES (1)', "E_QUERY_NOT_SELECT"),
     ('DROP VIEW "shop"."sales"."orders"', "E_QUERY_NOT_SELECT"),
-    ("DESCRIBE \"shop\".\"sales\".\"orders\"", "E_QUERY_NOT_SELECT"),
+    ('DESCRIBE "shop"."sales"."orders"', "E_QUERY_NOT_SELECT"),
     ("EXPLAIN SELECT 1", "E_QUERY_NOT_SELECT"),
     ("USE shop", "E_QUERY_NOT_SELECT"),
     ("SELECT * FROM read_csv('/etc/passwd')", "E_QUERY_FUNCTION_FORBIDDEN"),
@@ -300,7 +302,7 @@ SANDBOX_CASES = [
     ("SELECT * FROM system.main.duckdb_views", "E_TABLE_NOT_FOUND"),
     ("SELECT $1", "E_QUERY_INVALID"),
     ("SELEC 1", "E_QUERY_SYNTAX"),
-    ("SELECT nosuch FROM \"shop\".\"sales\".\"orders\"", "E_QUERY_INVALID"),
+    ('SELECT nosuch FROM "shop"."sales"."orders"', "E_QUERY_INVALID"),
     ("SELECT 'x'::INTEGER", "E_QUERY_FAILED"),
 ]
 
@@ -315,9 +317,7 @@ async def test_the_sandbox_refuses_every_way_out_and_nothing_is_written_or_read(
 ) -> None:
     ids = await catalogue("shop", ("sales", "orders"), ("sales", "secret"))
     await put_version(ids[("sales", "orders")], ORDERS)
-    other_uri = await put_version(
-        ids[("sales", "secret")], pa.table({"code": ["TOP-SECRET-ROW"]})
-    )
+    other_uri = await put_version(ids[("sales", "secret")], pa.table({"code": ["TOP-SECRET-ROW"]}))
     other = store.path_of(other_uri)
     targets = {
         "evil": str(Path(other).parent / "evil.csv"),
@@ -361,7 +361,7 @@ async def test_the_engine_confines_a_query_even_past_the_gate(
     before = files_under(tmp_path)
     cases = [
         (f"COPY (SELECT 1) TO '{evil}'", "E_QUERY_SANDBOX"),
-        (f"COPY \"shop\".\"sales\".\"orders\" TO '{evil}'", "E_QUERY_SANDBOX"),
+        (f'COPY "shop"."sales"."orders" TO \'{evil}\'', "E_QUERY_SANDBOX"),
         ("SELECT * FROM read_csv('/etc/passwd')", "E_QUERY_SANDBOX"),
         (f"SELECT * FROM read_parquet('{other}')", "E_QUERY_SANDBOX"),
         (f"SELECT * FROM glob('{store.root}/**')", "E_QUERY_SANDBOX"),
@@ -429,9 +429,7 @@ async def test_unknown_uncached_and_stale_tables(
         )
         assert on.status_code == 200, on.text
     gateway_app.state.settings.query_fetch_timeout_s = 0.3
-    first = await query(
-        client, auth, 'SELECT * FROM "pg"."public"."never", "pg"."public"."old"'
-    )
+    first = await query(client, auth, 'SELECT * FROM "pg"."public"."never", "pg"."public"."old"')
     started = error_of(first, 504, "E_QUERY_FETCH_TIMEOUT")["details"]["refresh_ids"]
     assert len(set(started)) == 2
     requested = [

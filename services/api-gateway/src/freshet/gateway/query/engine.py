@@ -245,9 +245,7 @@ class QueryEngine:
         return redact_text(message)
 
 
-def _bind(
-    session: Session, sources: Sequence[tuple[TableRef, str, pads.Dataset | None]]
-) -> None:
+def _bind(session: Session, sources: Sequence[tuple[TableRef, str, pads.Dataset | None]]) -> None:
     """Give every table its three-part name: a catalog per endpoint, its schemas, a view."""
     default = str(session.query("SELECT current_database()")[1][0][0]).lower()
     attached = {default}

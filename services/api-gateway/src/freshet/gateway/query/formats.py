@@ -89,9 +89,7 @@ def _quality(accept: str, media_type: str) -> float:
     return found[1] if found else 0.0
 
 
-def render(
-    fmt: Format, table: pa.Table, types: list[str], meta: dict[str, Any]
-) -> Response:
+def render(fmt: Format, table: pa.Table, types: list[str], meta: dict[str, Any]) -> Response:
     """The response for a result; `meta` holds query_id, row_count, truncated, limit, tables
     and timings."""
     headers = {
@@ -163,9 +161,7 @@ def _csv(table: pa.Table) -> bytes:
     for column in table.columns:
         kind = column.type
         if pa.types.is_nested(kind) or pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
-            texts = [
-                None if v is None else _text(_json_value(v)) for v in column.to_pylist()
-            ]
+            texts = [None if v is None else _text(_json_value(v)) for v in column.to_pylist()]
             columns.append(pa.array(texts, pa.string()))
         elif pa.types.is_dictionary(kind):
             columns.append(column.cast(kind.value_type))

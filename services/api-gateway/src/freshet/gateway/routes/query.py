@@ -23,7 +23,9 @@ _FORMATS = {
 
 
 @router.post("/query", response_model=QueryOut, responses=_FORMATS)  # type: ignore[arg-type]
-async def query(body: QueryIn, request: Request, caller: ViewerCaller, runtime: Runtime) -> Response:
+async def query(
+    body: QueryIn, request: Request, caller: ViewerCaller, runtime: Runtime
+) -> Response:
     """Run one SELECT over cached tables, named `"<connection>"."<schema>"."<table>"`.
 
     JSON by default; `Accept: application/vnd.apache.arrow.stream` or `text/csv` for those.

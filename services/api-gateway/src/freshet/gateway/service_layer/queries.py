@@ -228,9 +228,7 @@ async def _acquire(
         QUERY_RESOLVE_SECONDS.observe(elapsed)
         timings["resolve"] = elapsed * 1000
         missing = [r for r in refs if r not in read.tables]
-        unready = [
-            t for t in read.tables.values() if t.pointer is None or not t.schema_current
-        ]
+        unready = [t for t in read.tables.values() if t.pointer is None or not t.schema_current]
         if not missing and not unready:
             return read, fetches
         await _release(db, read.lease_id)
