@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import collector_throughput, isolation, preview_latency, refresh
+from bench import collector_throughput, isolation, preview_latency, query, refresh
 from bench.report import render
 from bench.sources import create_one_table_source, create_two_table_source
 from bench.stack import BenchStack, catalog_kind, make_stack, postgres_catalog, stop_stack
@@ -112,6 +112,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=LOCAL_POSTGRES,
         help="PostgreSQL server for the refresh scenario's scratch source database "
         f"(default {LOCAL_POSTGRES})",
+    )
+    parser.add_argument(
+        "--queries",
+        type=int,
+        default=200,
+        help="queries per phase of the query scenario (quiet, then during refreshes; 200)",
+    )
+    parser.add_argument(
+        "--query-rows",
+        type=int,
+        default=1_000_000,
+        help="rows of the PostgreSQL table the query scenario queries and refreshes (1,000,000)",
     )
     parser.add_argument(
         "--only",
@@ -248,6 +260,17 @@ def measure_isolation(args: argparse.Namespace, stack: BenchStack, _token: str) 
     )
 
 
+def measure_query(args: argparse.Namespace, stack: BenchStack, token: str) -> dict[str, Any]:
+    return query.run(
+        stack,
+        token,
+        server=args.refresh_source,
+        rows=args.query_rows,
+        queries=args.queries,
+        progress=say,
+    )
+
+
 BROKER_AND_COLLECTOR = "broker + collector"
 SCENARIOS: dict[str, Scenario] = {
     "collector": Scenario(
@@ -266,6 +289,13 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     "isolation": Scenario(
         "isolation", "isolation", ("collector",), BROKER_AND_COLLECTOR, measure_isolation
+    ),
+    "query": Scenario(
+        "query",
+        "query",
+        ("gateway", "collector", "refresher"),
+        "broker + gateway, collector, refresher",
+        measure_query,
     ),
 }
 
@@ -329,6 +359,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "hanging": args.hanging,
             "poll_interval_ms": args.poll_interval_ms,
             "refresh_rows": args.refresh_rows,
+            "queries": args.queries,
+            "query_rows": args.query_rows,
             "scenarios": scenarios,
         },
         "data_dir": str(root),

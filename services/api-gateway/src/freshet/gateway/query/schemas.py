@@ -67,6 +67,7 @@ class QueryOut(BaseModel):
     limit: int
     tables: list[TableRead]
     timings: dict[str, float] = Field(
-        description="Milliseconds: resolve (pointers and reader lease), fetch (lazy fetches), "
-        "setup (the query's DuckDB instance), execute, total."
+        description="Milliseconds: resolve (pointers and reader lease, one transaction), "
+        "fetch (lazy fetches), setup (the query's DuckDB instance and views), execute, "
+        "release (the lease), total."
     )

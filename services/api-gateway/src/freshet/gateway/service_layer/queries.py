@@ -169,7 +169,9 @@ async def _run(
             ) from None
     finally:
         keeper.cancel()
+        released = time.perf_counter()
         await _release(db, read.lease_id)
+        timings["release"] = (time.perf_counter() - released) * 1000
     QUERY_ROWS.inc(result.table.num_rows)
     timings.update(setup=result.setup_ms, execute=result.execute_ms)
     timings["total"] = (time.perf_counter() - trace.started) * 1000
