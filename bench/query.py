@@ -24,10 +24,7 @@ from bench.refresh import _admin, create_source
 from bench.stack import BenchStack
 from bench.stats import summary_ms
 
-SQL = (
-    'SELECT count(*), sum(amount), max(label) FROM "{name}"."bench"."orders" '
-    "WHERE id % 10 = 1"
-)
+SQL = 'SELECT count(*), sum(amount), max(label) FROM "{name}"."bench"."orders" WHERE id % 10 = 1'
 
 
 async def _queries(

@@ -5,10 +5,10 @@ from __future__ import annotations
 import structlog
 from fastapi import FastAPI
 
+from freshet.cachestore import store_from_settings
 from freshet.gateway import errors, http_observability
 from freshet.gateway.auth import TokenStore
 from freshet.gateway.body_limit import BodyLimit
-from freshet.cachestore import store_from_settings
 from freshet.gateway.graphql import graphql_router
 from freshet.gateway.query.engine import EngineLimits, QueryEngine
 from freshet.gateway.query.gate import SqlGate

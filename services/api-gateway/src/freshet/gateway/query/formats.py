@@ -60,7 +60,7 @@ def negotiate(accept: str | None) -> Format:
 
 def _quality(accept: str, media_type: str) -> float:
     """The q-value the most specific matching range gives `media_type` (0: not accepted)."""
-    kind, subtype = media_type.split("/")
+    kind = media_type.split("/")[0]
     found: tuple[int, float] | None = None
     for item in accept.split(","):
         parts = [p.strip() for p in item.split(";")]
