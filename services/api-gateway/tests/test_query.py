@@ -106,39 +106,46 @@ def catalogue(catalog: Database, create_endpoint: CreateEndpoint) -> Catalogue:
     return make
 
 
-@pytest.fixture
-def put_version(catalog: Database, store: CacheStore) -> PutVersion:
+async def point_at(
+    db: Database,
+    store: CacheStore,
+    dataset_id: uuid.UUID,
+    data: pa.Table,
+    source_fingerprint: str = "fp",
+) -> str:
     """Write `data` as a new cache version of a table and move its pointer there (what the
     refresher does); returns the version's URI."""
+    async with UnitOfWork(db) as uow:
+        dataset = await uow.datasets.get(dataset_id)
+        assert dataset is not None
+        version = new_version()
+        path = store.version_path(dataset.endpoint_id, dataset.schema_name, dataset.name, version)
 
+        async def batches() -> AsyncIterator[pa.RecordBatch]:
+            for batch in data.to_batches() or [pa.RecordBatch.from_pylist([], data.schema)]:
+                yield batch
+
+        written = await write_version(store, path, batches())
+        await uow.caches.move_pointer(
+            dataset,
+            version=version,
+            uri=store.uri(path),
+            rows=written.rows,
+            size=written.size,
+            schema_fingerprint=written.schema_fingerprint,
+            source_fingerprint=source_fingerprint,
+            refresh_id=None,
+            now=utcnow(),
+            grace=timedelta(0),
+        )
+        await uow.commit()
+    return store.uri(path)
+
+
+@pytest.fixture
+def put_version(catalog: Database, store: CacheStore) -> PutVersion:
     async def put(dataset_id: uuid.UUID, data: pa.Table, *, source_fingerprint: str = "fp") -> str:
-        async with UnitOfWork(catalog) as uow:
-            dataset = await uow.datasets.get(dataset_id)
-            assert dataset is not None
-            version = new_version()
-            path = store.version_path(
-                dataset.endpoint_id, dataset.schema_name, dataset.name, version
-            )
-
-            async def batches() -> AsyncIterator[pa.RecordBatch]:
-                for batch in data.to_batches() or [pa.RecordBatch.from_pylist([], data.schema)]:
-                    yield batch
-
-            written = await write_version(store, path, batches())
-            await uow.caches.move_pointer(
-                dataset,
-                version=version,
-                uri=store.uri(path),
-                rows=written.rows,
-                size=written.size,
-                schema_fingerprint=written.schema_fingerprint,
-                source_fingerprint=source_fingerprint,
-                refresh_id=None,
-                now=utcnow(),
-                grace=timedelta(0),
-            )
-            await uow.commit()
-        return store.uri(path)
+        return await point_at(catalog, store, dataset_id, data, source_fingerprint)
 
     return put
 
@@ -587,28 +594,9 @@ async def test_caches_on_s3_are_queried_through_pyarrow(
                 await uow.commit()
             store: CacheStore = app.state.query_engine.store
             assert store.scheme == "s3"
-            async with UnitOfWork(db) as uow:
+            async with UnitOfWork(db, read_only=True) as uow:
                 (dataset,) = await uow.datasets.for_endpoint(endpoint_id)
-                version = new_version()
-                path = store.version_path(endpoint_id, "main", "events", version)
-
-                async def batches() -> AsyncIterator[pa.RecordBatch]:
-                    yield pa.RecordBatch.from_pydict({"n": list(range(50))})
-
-                written = await write_version(store, path, batches())
-                await uow.caches.move_pointer(
-                    dataset,
-                    version=version,
-                    uri=store.uri(path),
-                    rows=written.rows,
-                    size=written.size,
-                    schema_fingerprint=written.schema_fingerprint,
-                    source_fingerprint="fp",
-                    refresh_id=None,
-                    now=utcnow(),
-                    grace=timedelta(0),
-                )
-                await uow.commit()
+            await point_at(db, store, dataset.id, pa.table({"n": list(range(50))}))
             response = await http.post(
                 "/query",
                 json={"sql": "SELECT count(*), sum(n) FROM lake.main.events WHERE n >= 10"},

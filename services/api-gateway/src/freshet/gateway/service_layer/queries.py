@@ -39,7 +39,6 @@ from freshet.catalog import Database, UnitOfWork
 from freshet.catalog.caches import CacheRead, ResolvedTable, TableRef
 from freshet.catalog.models import RefreshItem
 from freshet.catalog.refreshes import ITEM_FINAL
-from freshet.contracts import RefreshRequested
 from freshet.gateway import errors
 from freshet.gateway.query.engine import CacheFile, QueryEngine, Stopped
 from freshet.gateway.query.formats import Format, negotiate
@@ -54,8 +53,7 @@ from freshet.gateway.query.metrics import (
 )
 from freshet.gateway.query.schemas import QueryIn
 from freshet.gateway.service_layer.caller import Caller
-from freshet.gateway.service_layer.refreshes import wait_for
-from freshet.kit.refresh_metrics import REFRESH_TABLES
+from freshet.gateway.service_layer.refreshes import request_table_refresh, wait_for
 
 log = structlog.get_logger("freshet.gateway.query")
 
@@ -288,28 +286,7 @@ async def _fetch(
                 raise errors.TableNotFound(f"{display_name(table.ref)} is no longer catalogued")
             # A stale version must be replaced even if it was synced a moment ago.
             force = table.pointer is not None
-            enqueued = await uow.refreshes.join_or_start_table(
-                dataset,
-                trigger_source="api",
-                requested_by=caller.principal.name,
-                force=force,
-                correlation_id=caller.correlation_id,
-            )
-            if enqueued.joined:
-                REFRESH_TABLES.labels("joined").inc()
-            else:
-                await uow.outbox.add(
-                    RefreshRequested(
-                        endpoint_id=dataset.endpoint_id,
-                        refresh_id=enqueued.refresh_id,
-                        tables=[f"{dataset.schema_name}.{dataset.name}"],
-                        force=force,
-                        trigger_source="api",
-                        requested_by=caller.principal.name,
-                    ),
-                    source=caller.source,
-                    correlation_id=caller.correlation_id,
-                )
+            enqueued = await request_table_refresh(uow, caller, dataset, force=force)
             QUERY_LAZY_FETCHES.labels("joined" if enqueued.joined else "started").inc()
             fetches[table.ref] = Fetch(enqueued.refresh_id, enqueued.joined)
             waiting.append((table, enqueued.refresh_id))

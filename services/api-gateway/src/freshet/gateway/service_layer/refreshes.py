@@ -22,7 +22,7 @@ from freshet.catalog import CollectionRun, Database, Dataset, Endpoint, RunStatu
 from freshet.catalog.caches import skip_reason
 from freshet.catalog.clock import utcnow
 from freshet.catalog.models import RefreshItem
-from freshet.catalog.refreshes import ITEM_FINAL, JOB_OPEN
+from freshet.catalog.refreshes import ITEM_FINAL, JOB_OPEN, Enqueued
 from freshet.catalog.schedules import ScheduleError, validate_interval
 from freshet.contracts import RefreshRequested
 from freshet.gateway import errors
@@ -79,6 +79,38 @@ async def table_of(uow: UnitOfWork, endpoint: Endpoint, schema: str, table: str)
 # --- one table -------------------------------------------------------------------------------
 
 
+async def request_table_refresh(
+    uow: UnitOfWork, caller: Caller, dataset: Dataset, *, force: bool
+) -> Enqueued:
+    """Join the table's running refresh, or start one: a job, and `RefreshRequested` in the
+    outbox, in the caller's transaction (commit it). The refresh route and lazy fetches of
+    queries both ask this way."""
+    enqueued = await uow.refreshes.join_or_start_table(
+        dataset,
+        trigger_source="api",
+        requested_by=caller.principal.name,
+        force=force,
+        correlation_id=caller.correlation_id,
+    )
+    if enqueued.joined:
+        REFRESH_TABLES.labels("joined").inc()
+    else:
+        await uow.outbox.add(
+            RefreshRequested(
+                endpoint_id=dataset.endpoint_id,
+                refresh_id=enqueued.refresh_id,
+                tables=[f"{dataset.schema_name}.{dataset.name}"],
+                force=force,
+                trigger_source="api",
+                requested_by=caller.principal.name,
+            ),
+            source=caller.source,
+            correlation_id=caller.correlation_id,
+        )
+    return enqueued
+
+
+
 async def refresh_table(
     uow: UnitOfWork,
     caller: Caller,
@@ -110,28 +142,7 @@ async def refresh_table(
         REFRESH_TABLES.labels("skipped").inc()
         out.reason = reason
         return 200, out
-    enqueued = await uow.refreshes.join_or_start_table(
-        dataset,
-        trigger_source="api",
-        requested_by=caller.principal.name,
-        force=force,
-        correlation_id=caller.correlation_id,
-    )
-    if enqueued.joined:
-        REFRESH_TABLES.labels("joined").inc()
-    else:
-        await uow.outbox.add(
-            RefreshRequested(
-                endpoint_id=endpoint.id,
-                refresh_id=enqueued.refresh_id,
-                tables=[f"{schema}.{table}"],
-                force=force,
-                trigger_source="api",
-                requested_by=caller.principal.name,
-            ),
-            source=caller.source,
-            correlation_id=caller.correlation_id,
-        )
+    enqueued = await request_table_refresh(uow, caller, dataset, force=force)
     job = await uow.refreshes.get(enqueued.refresh_id)
     await uow.commit()
     log.info(
