@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -15,7 +15,6 @@ from typing import Any
 
 import httpx
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
@@ -27,8 +26,7 @@ from freshet.catalog import Database, DatasetSpec, UnitOfWork
 from freshet.catalog.caches import TableRef
 from freshet.catalog.clock import utcnow
 from freshet.catalog.models import CacheReader
-from freshet.devstack.broker import free_port
-from freshet.devstack.testing import DatabaseFactory, eventually
+from freshet.devstack.testing import S3_TEST_BUCKET, DatabaseFactory, eventually
 from freshet.gateway.app import create_app
 from freshet.gateway.errors import ApiError
 from freshet.gateway.query.engine import CacheFile, QueryEngine
@@ -534,32 +532,10 @@ async def test_a_reader_lease_holds_the_files_while_the_query_runs(
     assert await leases() == []
 
 
-@pytest.fixture
-def s3_root() -> Iterator[tuple[str, str]]:
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    filesystem = pafs.S3FileSystem(
-        endpoint_override=f"127.0.0.1:{port}",
-        scheme="http",
-        access_key="test",
-        secret_key="test-secret-key-9f2",
-        region="us-east-1",
-        allow_bucket_creation=True,
-    )
-    filesystem.create_dir("caches")
-    yield "s3://caches/freshet", f"http://127.0.0.1:{port}"
-    server.stop()
-
-
 async def test_caches_on_s3_are_queried_through_pyarrow(
-    s3_root: tuple[str, str],
-    new_database: DatabaseFactory,
-    tmp_path: Path,
+    s3_server: str, new_database: DatabaseFactory, tmp_path: Path
 ) -> None:
-    root, endpoint_url = s3_root
+    root, endpoint_url = f"s3://{S3_TEST_BUCKET}/freshet", s3_server
     token = new_token()
     app = create_app(
         GatewaySettings(
@@ -569,7 +545,7 @@ async def test_caches_on_s3_are_queried_through_pyarrow(
             cache_root=root,
             cache_s3_endpoint_url=endpoint_url,
             cache_s3_access_key_id=SecretStr("test"),
-            cache_s3_secret_access_key=SecretStr("test-secret-key-9f2"),
+            cache_s3_secret_access_key=SecretStr("test-secret-key-9f2"),  # moto takes any
         )
     )
     db: Database = app.state.runtime.db

@@ -40,7 +40,7 @@ from freshet.catalog.caches import CacheRead, ResolvedTable, TableRef
 from freshet.catalog.models import RefreshItem
 from freshet.catalog.refreshes import ITEM_FINAL
 from freshet.gateway import errors
-from freshet.gateway.query.engine import CacheFile, QueryEngine, Stopped
+from freshet.gateway.query.engine import CacheFile, EngineResult, QueryEngine, Stopped
 from freshet.gateway.query.formats import Format, negotiate
 from freshet.gateway.query.gate import SqlGate, display_name
 from freshet.gateway.query.metrics import (
@@ -151,6 +151,12 @@ async def _run(
         format=fmt.name,
     )
     timings: dict[str, float] = {}
+    if not checked.tables:
+        # Nothing cached is read (SELECT 1, range()): no pointers, no lease.
+        result = await engine.run(
+            checked.sql, [], limit=limit, timeout_s=timeout_s, stop=threading.Event()
+        )
+        return _result(trace, fmt, result, limit, [], timings)
     read, fetches = await _acquire(db, caller, checked.tables, trace.query_id, timings)
     stop = threading.Event()
     ttl = timedelta(seconds=caller.settings.query_lease_ttl_s)
@@ -170,6 +176,18 @@ async def _run(
         released = time.perf_counter()
         await _release(db, read.lease_id)
         timings["release"] = (time.perf_counter() - released) * 1000
+    tables = [_table_read(t, fetches.get(t.ref)) for t in read.tables.values()]
+    return _result(trace, fmt, result, limit, tables, timings)
+
+
+def _result(
+    trace: _Trace,
+    fmt: Format,
+    result: EngineResult,
+    limit: int,
+    tables: list[dict[str, Any]],
+    timings: dict[str, float],
+) -> QueryResult:
     QUERY_ROWS.inc(result.table.num_rows)
     timings.update(setup=result.setup_ms, execute=result.execute_ms)
     timings["total"] = (time.perf_counter() - trace.started) * 1000
@@ -181,7 +199,7 @@ async def _run(
         types=result.types,
         truncated=result.truncated,
         limit=limit,
-        tables=[_table_read(t, fetches.get(t.ref)) for t in read.tables.values()],
+        tables=tables,
         timings={k: round(v, 2) for k, v in timings.items()},
     )
 

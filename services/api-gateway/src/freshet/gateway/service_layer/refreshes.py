@@ -110,7 +110,6 @@ async def request_table_refresh(
     return enqueued
 
 
-
 async def refresh_table(
     uow: UnitOfWork,
     caller: Caller,
