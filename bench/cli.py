@@ -24,6 +24,7 @@ from bench import (
     isolation,
     preview_fanout,
     preview_latency,
+    query,
     refresh,
     scheduler_fires,
 )
@@ -142,6 +143,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=LOCAL_POSTGRES,
         help="PostgreSQL server for the refresh scenario's scratch source database "
         f"(default {LOCAL_POSTGRES})",
+    )
+    parser.add_argument(
+        "--queries",
+        type=int,
+        default=200,
+        help="queries per phase of the query scenario (quiet, then during refreshes; 200)",
+    )
+    parser.add_argument(
+        "--query-rows",
+        type=int,
+        default=1_000_000,
+        help="rows of the PostgreSQL table the query scenario queries and refreshes (1,000,000)",
     )
     parser.add_argument(
         "--only",
@@ -321,6 +334,17 @@ def measure_scheduler(args: argparse.Namespace, stack: BenchStack, _token: str) 
     )
 
 
+def measure_query(args: argparse.Namespace, stack: BenchStack, token: str) -> dict[str, Any]:
+    return query.run(
+        stack,
+        token,
+        server=args.refresh_source,
+        rows=args.query_rows,
+        queries=args.queries,
+        progress=say,
+    )
+
+
 BROKER_AND_COLLECTOR = "broker + collector"
 SCENARIOS: dict[str, Scenario] = {
     "collector": Scenario(
@@ -352,6 +376,13 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     "scheduler": Scenario(
         "scheduler", "scheduler", ("scheduler",), "broker + scheduler", measure_scheduler
+    ),
+    "query": Scenario(
+        "query",
+        "query",
+        ("gateway", "collector", "refresher"),
+        "broker + gateway, collector, refresher",
+        measure_query,
     ),
 }
 
@@ -421,6 +452,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "schedules": args.schedules,
             "schedule_minutes": args.schedule_minutes,
             "refresh_rows": args.refresh_rows,
+            "queries": args.queries,
+            "query_rows": args.query_rows,
             "scenarios": scenarios,
         },
         "data_dir": str(root),

@@ -135,6 +135,32 @@ def _refresh(r: dict[str, Any]) -> list[str]:
     ]
 
 
+def _query(q: dict[str, Any]) -> list[str]:
+    out = [
+        "",
+        f"5. Queries over the cache: {q['rows']:,}-row table, {q['queries']} aggregate queries "
+        "per phase, one at a time (broker + gateway, collector, refresher)",
+        "   ms, from the gateway's own timings and the client's clock:",
+    ]
+    labels = {
+        "overhead": "pointers + reader lease (resolve + release)",
+        "resolve": "  resolve: pointers, lease registered",
+        "release": "  release: lease released",
+        "setup": "DuckDB instance and views",
+        "execute": "execution",
+        "client": "whole request (client)",
+    }
+    for phase, title in (("quiet", "quiet system"), ("during_refresh", "while refreshing")):
+        out.append(f"   {title}:")
+        for key, label in labels.items():
+            out.append(f"     {label:<44} {_ms(q[phase][key])}")
+    out.append(
+        f"   refreshes completed during the second phase: {q['refreshes_during']} "
+        f"(each {_ms(q['refresh_ms'])}); versions the queries saw: {q['versions_seen_during']}"
+    )
+    return out
+
+
 def render(results: dict[str, Any]) -> str:
     out: list[str] = []
     add = out.append
@@ -250,6 +276,9 @@ def render(results: dict[str, Any]) -> str:
     r = results.get("refresh")
     if r:
         out.extend(_refresh(r))
+    q = results.get("query")
+    if q:
+        out.extend(_query(q))
 
     f = results.get("preview_fanout")
     if f:

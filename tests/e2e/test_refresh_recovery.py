@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 from sqlalchemy.engine import make_url
@@ -28,14 +27,19 @@ from freshet.catalog import Database, DatasetSpec, UnitOfWork
 from freshet.catalog.caches import TableRef
 from freshet.contracts import RefreshRequested
 from freshet.devstack.broker import free_port
-from freshet.devstack.testing import create_postgres_database, drop_postgres_database, eventually
+from freshet.devstack.testing import (
+    S3_TEST_BUCKET,
+    create_postgres_database,
+    drop_postgres_database,
+    eventually,
+)
 from freshet.devstack.up import SERVICES, Stack
 from tests.e2e.test_refresh import _sql
 
 pytestmark = [pytest.mark.e2e, pytest.mark.broker, pytest.mark.xdist_group("e2e")]
 
 ROWS = 100_000
-BUCKET = "freshet-cache"
+BUCKET = S3_TEST_BUCKET
 
 
 @pytest.fixture(scope="module")
@@ -258,27 +262,6 @@ async def test_a_refresher_killed_mid_refresh_leaves_the_old_cache_serving_and_n
     orphan.parent.mkdir(parents=True)
     orphan.write_bytes(b"PAR1")
     await eventually(clean, timeout=30)
-
-
-@pytest.fixture
-def s3_server() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    filesystem = pafs.S3FileSystem(
-        endpoint_override=f"127.0.0.1:{port}",
-        scheme="http",
-        access_key="test",
-        secret_key="test",
-        region="us-east-1",
-        allow_bucket_creation=True,
-    )
-    filesystem.create_dir(BUCKET)
-    yield endpoint
-    server.stop()
 
 
 async def test_caches_on_an_s3_compatible_store(

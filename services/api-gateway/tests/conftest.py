@@ -100,6 +100,7 @@ async def gateway_app(
         )
     )
     yield app
+    app.state.query_engine.close()
     await app.state.runtime.db.dispose()
 
 

@@ -124,6 +124,7 @@ ROUTES = [
         fixed({"cached": True}),
     ),
     Route("PATCH", "/connections/{name}/cache", "admin", 200, fixed({"lazy_fetch": False})),
+    Route("POST", "/query", "viewer", 200, fixed({"sql": "SELECT 1 AS one"})),
 ]
 ROUTE_PARAMS = [pytest.param(route, id=str(route)) for route in ROUTES]
 

@@ -48,9 +48,12 @@ CONNECT_CONFIG: dict[str, str | bool | int | float | list[str]] = {
 _TIMESTAMPTZ = "TIMESTAMP WITH TIME ZONE"
 
 
-async def run_in_thread(work: Callable[[threading.Event], T]) -> T:
-    """`work(cancelled)` in a worker thread; `cancelled` is set when the awaiting task is."""
-    cancelled = threading.Event()
+async def run_in_thread(
+    work: Callable[[threading.Event], T], cancelled: threading.Event | None = None
+) -> T:
+    """`work(cancelled)` in a worker thread; `cancelled` is set when the awaiting task is (pass
+    one to be able to stop the work for other reasons too)."""
+    cancelled = cancelled or threading.Event()
     try:
         return await asyncio.to_thread(work, cancelled)
     except asyncio.CancelledError:
@@ -101,7 +104,7 @@ class Session:
         self, sql: str, params: Sequence[object] = ()
     ) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Column names and all rows of `sql`, cut off after the timeout."""
-        with self._statement():
+        with self.statement():
             cursor = self._conn.execute(sql, list(params))
             columns = [str(d[0]) for d in cursor.description or ()]
             rows = cursor.fetchall()
@@ -114,7 +117,7 @@ class Session:
         parameters; it must never hold caller-supplied text that is not quoted.
         """
         sql = f"SELECT * FROM {source} LIMIT ?"
-        with self._statement():
+        with self.statement():
             cursor = self._conn.execute(sql, [*params, limit])
             description = cursor.description or []
             names = [str(d[0]) for d in description]
@@ -127,7 +130,7 @@ class Session:
                 _select_item(position, name, type_)
                 for position, (name, type_) in enumerate(zip(names, types, strict=True), start=1)
             )
-            with self._statement():
+            with self.statement():
                 cursor = self._conn.execute(
                     f"SELECT {select} FROM {source} LIMIT ?", [*params, limit]
                 )
@@ -142,18 +145,29 @@ class Session:
         )
 
     @property
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """The connection itself, for what `query` cannot do (relations, registrations); run
+        statements on it inside `statement()` so the timeout holds."""
+        return self._conn
+
+    @property
     def aborted(self) -> bool:
         """Whether the last statement was stopped by the timeout or by cancellation."""
         return self.timed_out or self._cancelled.is_set()
 
     def close(self) -> None:
-        self._closing.set()
-        # Joined before closing, so the watchdog never touches a closed connection.
-        self._watchdog.join()
+        self.stop_watchdog()
         self._conn.close()
 
+    def stop_watchdog(self) -> None:
+        """Stop interrupting; the connection stays open (for a caller that closes it later)."""
+        self._closing.set()
+        # Joined before the connection is closed, so the watchdog never touches a closed one.
+        self._watchdog.join()
+
     @contextlib.contextmanager
-    def _statement(self) -> Iterator[None]:
+    def statement(self) -> Iterator[None]:
+        """Arm the timeout around one statement run on the connection (and its fetches)."""
         with self._lock:
             if self._cancelled.is_set():
                 # The task is gone; starting another statement would only waste work.

@@ -131,6 +131,37 @@ async def catalog_url(request: pytest.FixtureRequest, new_database: DatabaseFact
     return await new_database(kind)
 
 
+# The bucket `s3_server` makes.
+S3_TEST_BUCKET = "freshet-cache"
+
+
+@pytest.fixture
+def s3_server() -> Iterator[str]:
+    """A real S3-compatible server (moto's server mode) with the bucket `S3_TEST_BUCKET`;
+    yields its endpoint URL. Any access key and secret are accepted."""
+    import pyarrow.fs as pafs
+    from moto.server import ThreadedMotoServer
+
+    from freshet.devstack.broker import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        filesystem = pafs.S3FileSystem(
+            endpoint_override=f"127.0.0.1:{port}",
+            scheme="http",
+            access_key="test",
+            secret_key="test",  # noqa: S106 - moto accepts any
+            region="us-east-1",
+            allow_bucket_creation=True,
+        )
+        filesystem.create_dir(S3_TEST_BUCKET)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
 async def eventually(
     probe: Callable[[], Awaitable[Any]], *, timeout: float = 30.0, interval: float = 0.05
 ) -> Any:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import structlog
 from fastapi import FastAPI
 
+from freshet.cachestore import store_from_settings
 from freshet.gateway import errors, http_observability, ui
 from freshet.gateway.auth import TokenStore
 from freshet.gateway.body_limit import BodyLimit
 from freshet.gateway.graphql import graphql_router
+from freshet.gateway.query.engine import EngineLimits, QueryEngine
+from freshet.gateway.query.gate import SqlGate
 from freshet.gateway.routes import (
     audit,
     collections,
@@ -20,6 +23,7 @@ from freshet.gateway.routes import (
 )
 from freshet.gateway.routes import connections as connection_routes
 from freshet.gateway.routes import dead_letters as dead_letter_routes
+from freshet.gateway.routes import query as query_routes
 from freshet.gateway.settings import GatewaySettings
 from freshet.kit.secrets import secret_box
 from freshet.kit.service import ServiceRuntime
@@ -62,8 +66,30 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         previews.router,
         audit.router,
         connection_routes.router,
+        query_routes.router,
     ):
         app.include_router(router)
     app.include_router(graphql_router())
     ui.install(app, runtime, settings)
+    _install_query_path(app, runtime, settings)
     return app
+
+
+def _install_query_path(app: FastAPI, runtime: ServiceRuntime, settings: GatewaySettings) -> None:
+    """The SQL gate and the query engine over the cache store, closed when the gateway stops."""
+    app.state.sql_gate = SqlGate()
+    app.state.query_engine = QueryEngine(
+        store_from_settings(settings),
+        EngineLimits(
+            threads=settings.query_threads,
+            memory_limit=settings.query_memory_limit,
+            max_concurrent=settings.query_max_concurrent,
+            spares=settings.query_spare_instances,
+        ),
+    )
+
+    async def close_query_path() -> None:
+        app.state.query_engine.close()
+        app.state.sql_gate.close()
+
+    runtime.on_stop(close_query_path)

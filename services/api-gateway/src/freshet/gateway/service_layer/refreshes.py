@@ -22,7 +22,7 @@ from freshet.catalog import CollectionRun, Database, Dataset, Endpoint, RunStatu
 from freshet.catalog.caches import skip_reason
 from freshet.catalog.clock import utcnow
 from freshet.catalog.models import RefreshItem
-from freshet.catalog.refreshes import ITEM_FINAL, JOB_OPEN
+from freshet.catalog.refreshes import ITEM_FINAL, JOB_OPEN, Enqueued
 from freshet.catalog.schedules import ScheduleError, validate_interval
 from freshet.contracts import RefreshRequested
 from freshet.gateway import errors
@@ -48,7 +48,7 @@ POLL_S = 0.05
 T = TypeVar("T")
 
 
-async def _wait(probe: Callable[[], Awaitable[T | None]], timeout_s: float) -> T | None:
+async def wait_for(probe: Callable[[], Awaitable[T | None]], timeout_s: float) -> T | None:
     """Poll `probe` until it returns something, or None after `timeout_s`."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
@@ -77,6 +77,37 @@ async def table_of(uow: UnitOfWork, endpoint: Endpoint, schema: str, table: str)
 
 
 # --- one table -------------------------------------------------------------------------------
+
+
+async def request_table_refresh(
+    uow: UnitOfWork, caller: Caller, dataset: Dataset, *, force: bool
+) -> Enqueued:
+    """Join the table's running refresh, or start one: a job, and `RefreshRequested` in the
+    outbox, in the caller's transaction (commit it). The refresh route and lazy fetches of
+    queries both ask this way."""
+    enqueued = await uow.refreshes.join_or_start_table(
+        dataset,
+        trigger_source="api",
+        requested_by=caller.principal.name,
+        force=force,
+        correlation_id=caller.correlation_id,
+    )
+    if enqueued.joined:
+        REFRESH_TABLES.labels("joined").inc()
+    else:
+        await uow.outbox.add(
+            RefreshRequested(
+                endpoint_id=dataset.endpoint_id,
+                refresh_id=enqueued.refresh_id,
+                tables=[f"{dataset.schema_name}.{dataset.name}"],
+                force=force,
+                trigger_source="api",
+                requested_by=caller.principal.name,
+            ),
+            source=caller.source,
+            correlation_id=caller.correlation_id,
+        )
+    return enqueued
 
 
 async def refresh_table(
@@ -110,28 +141,7 @@ async def refresh_table(
         REFRESH_TABLES.labels("skipped").inc()
         out.reason = reason
         return 200, out
-    enqueued = await uow.refreshes.join_or_start_table(
-        dataset,
-        trigger_source="api",
-        requested_by=caller.principal.name,
-        force=force,
-        correlation_id=caller.correlation_id,
-    )
-    if enqueued.joined:
-        REFRESH_TABLES.labels("joined").inc()
-    else:
-        await uow.outbox.add(
-            RefreshRequested(
-                endpoint_id=endpoint.id,
-                refresh_id=enqueued.refresh_id,
-                tables=[f"{schema}.{table}"],
-                force=force,
-                trigger_source="api",
-                requested_by=caller.principal.name,
-            ),
-            source=caller.source,
-            correlation_id=caller.correlation_id,
-        )
+    enqueued = await request_table_refresh(uow, caller, dataset, force=force)
     job = await uow.refreshes.get(enqueued.refresh_id)
     await uow.commit()
     log.info(
@@ -152,7 +162,7 @@ async def refresh_table(
             item = await reader.refreshes.item(enqueued.refresh_id, dataset.id)
         return item if item is None or item.status in ITEM_FINAL else None
 
-    item = await _wait(finished, caller.settings.refresh_wait_timeout_s)
+    item = await wait_for(finished, caller.settings.refresh_wait_timeout_s)
     if item is None:
         return 202, out
     out.status = "completed" if item.status == "succeeded" else item.status
@@ -250,7 +260,7 @@ async def refresh_connection(
             current = await reader.refreshes.get(job.id)
         return True if current is None or current.status not in JOB_OPEN else None
 
-    done = await _wait(finished, caller.settings.refresh_wait_timeout_s)
+    done = await wait_for(finished, caller.settings.refresh_wait_timeout_s)
     async with UnitOfWork(db, read_only=True) as reader:
         status = await refresh_status(reader, job.id)
     return (200 if done else 202), status
@@ -292,7 +302,7 @@ async def discover(
             current = await reader.runs.get(run.id)
         return current if current is None or RunStatus(current.status).is_final else None
 
-    done = await _wait(finished, caller.settings.refresh_wait_timeout_s)
+    done = await wait_for(finished, caller.settings.refresh_wait_timeout_s)
     if done is None:
         async with UnitOfWork(db, read_only=True) as reader:
             current = await reader.runs.get(run.id)
