@@ -13,7 +13,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -317,21 +317,23 @@ def measure_isolation(args: argparse.Namespace, stack: BenchStack, _token: str) 
 
 
 def measure_scheduler(args: argparse.Namespace, stack: BenchStack, _token: str) -> dict[str, Any]:
-    @contextlib.contextmanager
-    def fires_catalog(layout: str) -> Iterator[str]:
-        with postgres_catalog(args.postgres) as url:
-            yield url or f"sqlite:///{stack.data_dir / f'fires-{layout}.db'}"
-
-    return asyncio.run(
-        scheduler_fires.run(
-            stack,
-            fires_catalog=fires_catalog,
-            schedules=args.schedules,
-            minutes=args.schedule_minutes,
-            batch_size=args.fire_batch,
-            progress=say,
+    # Scratch catalogs are made before the event loop starts (their helpers run one of their own).
+    with contextlib.ExitStack() as scratch:
+        catalogs = {
+            layout: scratch.enter_context(postgres_catalog(args.postgres))
+            or f"sqlite:///{stack.data_dir / f'fires-{layout}.db'}"
+            for layout in scheduler_fires.LAYOUTS
+        }
+        return asyncio.run(
+            scheduler_fires.run(
+                stack,
+                catalogs=catalogs,
+                schedules=args.schedules,
+                minutes=args.schedule_minutes,
+                batch_size=args.fire_batch,
+                progress=say,
+            )
         )
-    )
 
 
 def measure_query(args: argparse.Namespace, stack: BenchStack, token: str) -> dict[str, Any]:

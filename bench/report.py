@@ -122,7 +122,7 @@ def _refresh(r: dict[str, Any]) -> list[str]:
     )
     return [
         "",
-        f"4. Refresh: a {r['rows']:,}-row PostgreSQL table into a parquet cache version",
+        f"5. Refresh: a {r['rows']:,}-row PostgreSQL table into a parquet cache version",
         f"   batches of {r['batch_rows']:,} rows; best of {r['rounds']} runs each,"
         " one process each",
         f"   floor (COPY TO STDOUT, discarded)  {floor['rows_per_s']:>12,.0f} rows/s"
@@ -138,7 +138,7 @@ def _refresh(r: dict[str, Any]) -> list[str]:
 def _query(q: dict[str, Any]) -> list[str]:
     out = [
         "",
-        f"5. Queries over the cache: {q['rows']:,}-row table, {q['queries']} aggregate queries "
+        f"6. Queries over the cache: {q['rows']:,}-row table, {q['queries']} aggregate queries "
         "per phase, one at a time (broker + gateway, collector, refresher)",
         "   ms, from the gateway's own timings and the client's clock:",
     ]
@@ -273,12 +273,6 @@ def render(results: dict[str, Any]) -> str:
     i = results.get("isolation")
     if i:
         out.extend(_isolation(i))
-    r = results.get("refresh")
-    if r:
-        out.extend(_refresh(r))
-    q = results.get("query")
-    if q:
-        out.extend(_query(q))
 
     f = results.get("preview_fanout")
     if f:
@@ -302,6 +296,12 @@ def render(results: dict[str, Any]) -> str:
         if f.get("exited_services"):
             add(f"   EXITED early              {f['exited_services']}")
 
+    r = results.get("refresh")
+    if r:
+        out.extend(_refresh(r))
+    q = results.get("query")
+    if q:
+        out.extend(_query(q))
     if results.get("scheduler"):
         out.extend(scheduler_fires.report_lines(results["scheduler"]))
 
