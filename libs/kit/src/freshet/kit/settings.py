@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     # notices: LISTEN/NOTIFY on PostgreSQL, a PRAGMA data_version probe every
     # relay_probe_interval_s on SQLite, which bounds the wait of another process's events).
     # The outbox is also read every relay_poll_interval_s, in case a notice was lost.
-    relay_poll_interval_s: float = Field(default=1.0, gt=0)
+    relay_poll_interval_s: float = Field(default=5.0, gt=0)
     relay_probe_interval_s: float = Field(default=0.05, gt=0)
     relay_batch_size: int = 500
     relay_lease_ttl_s: float = 10.0

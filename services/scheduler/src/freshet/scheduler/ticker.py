@@ -117,10 +117,14 @@ class Ticker:
                     leading = await self._lead()
                     renewed_at = loop.time()
                 if leading:
-                    await self.tick()
                     export = loop.time() - exported_at >= STATE_EXPORT_INTERVAL_S
-                    sleep_s = await self._until_next_due(export_states=export)
+                    due = await self._next_due(export_states=export)
                     exported_at = loop.time() if export else exported_at
+                    # Idle, one read a loop; the due rows are read only when something is due.
+                    if due is not None and due <= self.clock():
+                        await self.tick()
+                        due = await self._next_due(export_states=False)
+                    sleep_s = self._sleep_until(due)
             except Exception as exc:
                 leading = False
                 log.warning("scheduler tick failed", error=describe_error(exc))
@@ -135,16 +139,19 @@ class Ticker:
         LEADER.set(1 if leading else 0)
         return leading
 
-    async def _until_next_due(self, *, export_states: bool) -> float:
+    async def _next_due(self, *, export_states: bool) -> datetime | None:
         async with UnitOfWork(self.db, read_only=True) as uow:
             due = await uow.schedules.next_due_at()
             if export_states:
                 for state, count in (await uow.schedules.count_by_state()).items():
                     SCHEDULES.labels(state).set(count)
-        if due is None:
-            return self.max_sleep_s
+        return due
+
+    def _sleep_until(self, due: datetime | None) -> float:
         # max_sleep_s bounds the sleep: schedules written by other processes (a table's refresh
         # interval) are seen within it, and the lease is renewed in time (well under its TTL).
+        if due is None:
+            return self.max_sleep_s
         return max(0.0, min(self.max_sleep_s, (due - self.clock()).total_seconds()))
 
     async def tick(self) -> int:
