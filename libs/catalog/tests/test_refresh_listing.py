@@ -74,7 +74,10 @@ async def test_jobs_come_newest_first_by_keyset_pages_and_filter_by_state_and_en
     async with UnitOfWork(db, read_only=True) as uow:
         page = await find_jobs(uow.session, JobFilter(open=False), first=3)
         rest = await find_jobs(
-            uow.session, JobFilter(open=False), first=3, after=job_cursor(page[-1])
+            uow.session,
+            JobFilter(open=False),
+            first=3,
+            after=job_cursor(page[-1].requested_at, page[-1].id),
         )
         running = await find_jobs(uow.session, JobFilter(open=True))
         of_first = await find_jobs(uow.session, JobFilter(endpoint_id=first_endpoint))

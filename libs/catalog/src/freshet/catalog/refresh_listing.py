@@ -27,8 +27,9 @@ class JobFilter:
     open: bool | None = None
 
 
-def job_cursor(job: RefreshJob) -> str:
-    return encode_cursor(job.requested_at.isoformat(), str(job.id))
+def job_cursor(requested_at: datetime, refresh_id: uuid.UUID) -> str:
+    """The cursor of the page after the job requested at `requested_at` with this id."""
+    return encode_cursor(requested_at.isoformat(), str(refresh_id))
 
 
 async def find_jobs(
