@@ -273,7 +273,7 @@ async def test_refreshing_a_table_starts_a_job_the_refreshes_page_follows(
     assert 'class="card job highlight"' in page
     assert 'data-live-stream="/ui/live/refreshes"' in page
     assert "0 of 1 table done" in page
-    assert "Nothing is being refreshed now" not in page
+    assert "data-live-empty-note hidden>Nothing is being refreshed now" in page
     card = (await ui.fetch(f"/ui/refreshes/{refresh_id}/card")).text
     assert card.lstrip().startswith("<article")
     assert "public.orders" in card
@@ -484,7 +484,7 @@ async def test_the_audit_log_is_for_admins_filtered_and_paged(
     assert mine.count("refresh number") == 10  # i even and i % 3 == 0
     assert "No audit records match these filters" in window
     assert "from is after to" in backwards
-    assert f'href="/ui/datasets/{shop["orders"]}"' in page
+    assert f'href="/ui/datasets/{shop["orders"]}" title="{shop["orders"]}">public.orders' in page
     assert "Audit" not in [item.label for item in nav_for(signed_in_as(Role.operator))]
     assert "/ui/audit" not in (await operator.get("/ui/endpoints")).text
     refused = await operator.get("/ui/audit")

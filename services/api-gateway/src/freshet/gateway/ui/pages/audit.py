@@ -4,14 +4,17 @@ service-layer call)."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import Depends, Request, Response
 
+from freshet.catalog import UnitOfWork
 from freshet.catalog.audit import AuditFilter, audit_cursor
 from freshet.catalog.clock import utcnow
+from freshet.catalog.models import AuditRecord
 from freshet.gateway import errors
 from freshet.gateway.auth import Role
 from freshet.gateway.deps import ReadUow
@@ -67,6 +70,26 @@ class AuditFilters:
         return urlencode({k: v for k, v in {**values, **extra}.items() if v})
 
 
+async def _target_names(uow: UnitOfWork, records: list[AuditRecord]) -> dict[str, str]:
+    """What the datasets and endpoints records point at are called now ("type:id" -> name);
+    targets deleted since have none and show their id."""
+    wanted: dict[str, set[uuid.UUID]] = {"dataset": set(), "endpoint": set()}
+    for record in records:
+        if record.target_type in wanted:
+            try:
+                wanted[record.target_type].add(uuid.UUID(record.target_id))
+            except ValueError:
+                continue
+    names: dict[str, str] = {}
+    for dataset in (await uow.datasets.many(wanted["dataset"])).values():
+        names[f"dataset:{dataset.id}"] = f"{dataset.schema_name}.{dataset.name}"
+    if wanted["endpoint"]:
+        for endpoint in await uow.endpoints.all():
+            if endpoint.id in wanted["endpoint"]:
+                names[f"endpoint:{endpoint.id}"] = endpoint.name
+    return names
+
+
 def _text(value: str) -> str | None:
     return value.strip()[:MAX_TEXT] or None
 
@@ -85,7 +108,7 @@ async def audit_page(request: Request, uow: ReadUow, user: Admin, after: str = "
     )
     clock = Clock(viewer_zone(request), utcnow())
     problem = None
-    records = []
+    records: list[AuditRecord] = []
     try:
         try:
             at_from, at_to = clock.parse_input(shown.from_), clock.parse_input(shown.to)
@@ -105,6 +128,7 @@ async def audit_page(request: Request, uow: ReadUow, user: Admin, after: str = "
         problem = exc.message
     more = len(records) > PAGE_SIZE
     records = records[:PAGE_SIZE]
+    names = await _target_names(uow, records)
     return render(
         request,
         "audit.html",
@@ -117,6 +141,7 @@ async def audit_page(request: Request, uow: ReadUow, user: Admin, after: str = "
             "actions": KNOWN_ACTIONS,
             "targets": KNOWN_TARGETS,
             "target_pages": TARGET_PAGES,
+            "names": names,
         },
         user=user,
     )

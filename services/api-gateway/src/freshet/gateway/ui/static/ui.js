@@ -102,10 +102,33 @@
     insertNew(change);
   }
 
-  // Refresh jobs: update the cards shown, add new ones to "Running", and once one ends show
-  // the cached tables' new ages and sizes.
+  // Refresh jobs: update the cards shown (a job that ended moves from "Running" to the top of
+  // "Finished"), add new ones to "Running", and once one ends show the cached tables' new ages
+  // and sizes.
+  function showEmptyNote(list) {
+    var note = list.parentNode.querySelector("[data-live-empty-note]");
+    if (note) note.hidden = list.children.length > 0;
+  }
+
+  function updateJob(card, change) {
+    fetchHtml(card.getAttribute("data-live-src")).then(function (html) {
+      var fresh = replaceWith(card, html);
+      if (!fresh || change.status === "in_progress") return;
+      var running = fresh.closest("[data-live-insert-refresh]");
+      var finished = document.querySelector("[data-live-finished]");
+      if (!running || !finished) return;
+      var focused = fresh.contains(document.activeElement);
+      finished.insertBefore(fresh, finished.firstElementChild);
+      showEmptyNote(running);
+      showEmptyNote(finished);
+      if (focused) { var link = fresh.querySelector("a"); if (link) link.focus(); }
+    }).catch(function () {});
+  }
+
   function applyRefresh(change) {
-    document.querySelectorAll('[data-live="refresh:' + change.refresh_id + '"]').forEach(refresh);
+    document.querySelectorAll('[data-live="refresh:' + change.refresh_id + '"]').forEach(function (card) {
+      updateJob(card, change);
+    });
     document.querySelectorAll("[data-live-insert-refresh]").forEach(function (list) {
       var scope = list.getAttribute("data-live-insert-refresh");
       if (scope !== "all" && scope !== "endpoint:" + change.endpoint_id) return;
@@ -117,8 +140,7 @@
         if (!card) return;
         list.insertBefore(card, list.firstElementChild);
         card.classList.add("updated");
-        var note = list.parentNode.querySelector("[data-live-empty-note]");
-        if (note) note.remove();
+        showEmptyNote(list);
       }).catch(function () {});
     });
     if (change.status === "in_progress") return;
