@@ -12,10 +12,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from freshet.catalog.cursors import decode_cursor, encode_cursor
+from freshet.catalog.cursors import encode_cursor, older_than
 from freshet.catalog.models import Dataset, Endpoint, RefreshItem, RefreshJob, TableCache
 from freshet.catalog.refreshes import JOB_OPEN, SUCCEEDED, Progress
 
@@ -45,14 +45,7 @@ async def find_jobs(
     elif where.open is False:
         stmt = stmt.where(RefreshJob.status.not_in(JOB_OPEN))
     if after is not None:
-        at_raw, id_raw = decode_cursor(after, parts=2)
-        at, job_id = datetime.fromisoformat(at_raw), uuid.UUID(id_raw)
-        stmt = stmt.where(
-            or_(
-                RefreshJob.requested_at < at,
-                and_(RefreshJob.requested_at == at, RefreshJob.id < job_id),
-            )
-        )
+        stmt = stmt.where(older_than(after, RefreshJob.requested_at, RefreshJob.id))
     return list((await session.execute(stmt.limit(first))).scalars())
 
 

@@ -31,10 +31,10 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
-from typing import Annotated, Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import structlog
-from fastapi import Depends, Request, Response
+from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 from prometheus_client import Counter, Gauge
 
@@ -43,10 +43,9 @@ from freshet.catalog.models import ACTIVE_STATUSES, RefreshJob
 from freshet.catalog.refresh_listing import JobFilter, find_jobs, progress_of
 from freshet.catalog.refreshes import Progress
 from freshet.contracts import Envelope, RunCompleted
-from freshet.gateway.auth import Role
 from freshet.gateway.refresh_schemas import seed_status
 from freshet.gateway.ui.routing import ui_router
-from freshet.gateway.ui.session import UiUser, user_with
+from freshet.gateway.ui.session import Viewer
 
 log = structlog.get_logger("freshet.gateway.ui")
 
@@ -291,9 +290,6 @@ def _stream(feed: LiveFeed[Any]) -> Response:
         media_type="text/event-stream",
         headers={"cache-control": "no-store", "x-accel-buffering": "no"},
     )
-
-
-Viewer = Annotated[UiUser, Depends(user_with(Role.viewer))]
 
 
 @router.get("/live/runs")

@@ -6,26 +6,23 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import Depends, Request, Response
+from fastapi import Request, Response
 
 from freshet.catalog import UnitOfWork
 from freshet.catalog.audit import AuditFilter, audit_cursor
 from freshet.catalog.clock import utcnow
 from freshet.catalog.models import AuditRecord
 from freshet.gateway import errors
-from freshet.gateway.auth import Role
 from freshet.gateway.deps import ReadUow
 from freshet.gateway.service_layer import audit
 from freshet.gateway.ui.rendering import Clock, render
 from freshet.gateway.ui.routing import ui_router
-from freshet.gateway.ui.session import UiUser, user_with, viewer_zone
+from freshet.gateway.ui.session import Admin, viewer_zone
 
 router = ui_router()
 
-Admin = Annotated[UiUser, Depends(user_with(Role.admin))]
 
 PAGE_SIZE = 50
 MAX_TEXT = 200

@@ -11,12 +11,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import Depends, Query, Request, Response
+from fastapi import Query, Request, Response
 
 from freshet.catalog.clock import utcnow
 from freshet.catalog.dataset_search import DatasetQuery, dataset_cursor, known_labels
 from freshet.gateway import errors
-from freshet.gateway.auth import Role
 from freshet.gateway.deps import ReadUow
 from freshet.gateway.refresh_schemas import CacheOut
 from freshet.gateway.service_layer import dataset_lookup
@@ -24,11 +23,10 @@ from freshet.gateway.settings import GatewaySettings
 from freshet.gateway.ui.preview_panel import load_panel
 from freshet.gateway.ui.rendering import render
 from freshet.gateway.ui.routing import ui_router
-from freshet.gateway.ui.session import UiUser, user_with
+from freshet.gateway.ui.session import Viewer
 
 router = ui_router()
 
-Viewer = Annotated[UiUser, Depends(user_with(Role.viewer))]
 
 PAGE_SIZE = 50
 MAX_TEXT = 200

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Annotated
 
-from fastapi import Depends, Request, Response
+from fastapi import Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from freshet.catalog import Collection, CollectionRun, Endpoint, RunStatus, UnitOfWork
 from freshet.catalog.refresh_listing import JobFilter
 from freshet.connectors import KINDS
 from freshet.gateway import errors
-from freshet.gateway.auth import Role
 from freshet.gateway.deps import ReadUow, Uow, caller_for
 from freshet.gateway.schemas import ConnectionTestOut
 from freshet.gateway.service_layer import collections, endpoints, refresh_lookup
@@ -31,13 +29,10 @@ from freshet.gateway.ui.endpoint_form import (
 from freshet.gateway.ui.pages.refreshes import form_defaults
 from freshet.gateway.ui.rendering import render
 from freshet.gateway.ui.routing import ui_router
-from freshet.gateway.ui.session import UiUser, set_flash, user_with
+from freshet.gateway.ui.session import Admin, Operator, UiUser, Viewer, set_flash
 
 router = ui_router()
 
-Viewer = Annotated[UiUser, Depends(user_with(Role.viewer))]
-Operator = Annotated[UiUser, Depends(user_with(Role.operator))]
-Admin = Annotated[UiUser, Depends(user_with(Role.admin))]
 
 # What a connection does to its caches when a run finds a table's columns changed.
 SCHEMA_CHANGE_POLICIES = {

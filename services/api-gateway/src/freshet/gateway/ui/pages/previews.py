@@ -14,25 +14,21 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import Depends, Query, Request, Response
+from fastapi import Query, Request, Response
 from fastapi.responses import RedirectResponse
 
 from freshet.catalog import UnitOfWork
 from freshet.gateway import errors
-from freshet.gateway.auth import Role
 from freshet.gateway.deps import ReadUow, Runtime, Uow, caller_for
 from freshet.gateway.service_layer import previews
 from freshet.gateway.settings import GatewaySettings
 from freshet.gateway.ui.preview_panel import PreviewPanel, Problem, load_panel, panel_of
 from freshet.gateway.ui.rendering import render
 from freshet.gateway.ui.routing import ui_router, wants_fragment
-from freshet.gateway.ui.session import UiUser, set_flash, user_with
+from freshet.gateway.ui.session import Admin, Operator, UiUser, Viewer, set_flash
 
 router = ui_router()
 
-Viewer = Annotated[UiUser, Depends(user_with(Role.viewer))]
-Operator = Annotated[UiUser, Depends(user_with(Role.operator))]
-Admin = Annotated[UiUser, Depends(user_with(Role.admin))]
 
 # The answers that give no rows, shown in the panel rather than as an error page.
 REFUSALS = (

@@ -13,14 +13,13 @@ import uuid
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import Depends, Query, Request, Response
+from fastapi import Query, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
 
 from freshet.catalog import Endpoint, UnitOfWork
 from freshet.catalog.refresh_listing import JobFilter, job_cursor
 from freshet.gateway import errors
-from freshet.gateway.auth import Role
 from freshet.gateway.deps import ReadUow, Runtime, Uow, caller_for
 from freshet.gateway.refresh_schemas import (
     CacheSettingsIn,
@@ -32,13 +31,16 @@ from freshet.gateway.service_layer import endpoints, refresh_lookup, refreshes
 from freshet.gateway.settings import GatewaySettings
 from freshet.gateway.ui.rendering import render
 from freshet.gateway.ui.routing import ui_router
-from freshet.gateway.ui.session import UiUser, local_path, set_flash, user_with
+from freshet.gateway.ui.session import (
+    Admin,
+    Operator,
+    Viewer,
+    local_path,
+    set_flash,
+)
 
 router = ui_router()
 
-Viewer = Annotated[UiUser, Depends(user_with(Role.viewer))]
-Operator = Annotated[UiUser, Depends(user_with(Role.operator))]
-Admin = Annotated[UiUser, Depends(user_with(Role.admin))]
 
 PAGE_SIZE = 20
 RUNNING_LIMIT = 100
