@@ -11,7 +11,9 @@ import pytest
 from freshet.catalog import Database, Dataset, DatasetSpec, UnitOfWork
 from freshet.catalog.clock import utcnow
 from freshet.catalog.refresh_listing import (
+    CacheTotals,
     JobFilter,
+    cache_totals,
     cached_tables,
     find_jobs,
     items_of,
@@ -144,17 +146,31 @@ async def test_cached_tables_list_live_tables_with_their_names(db: Database) -> 
                 )
             ],
         )
+        await uow.caches.move_pointer(
+            orders,
+            version="v1",
+            uri="file:///c/v1.parquet",
+            rows=10,
+            size=100,
+            schema_fingerprint="arrow-fp",
+            source_fingerprint=orders.fingerprint,
+            refresh_id=None,
+            now=utcnow(),
+            grace=timedelta(seconds=30),
+        )
         await uow.commit()
 
     async with UnitOfWork(db, read_only=True) as uow:
         every = await cached_tables(uow.session)
         of_shop = await cached_tables(uow.session, endpoint_id=endpoint)
+        totals = await cache_totals(uow.session, endpoint)
 
-    # users was removed by the second run: no longer listed.
-    assert [(t.endpoint_name, t.dataset.name) for t in every] == [
-        ("lake", "events"),
-        ("shop", "orders"),
+    # users was removed by the second run: no longer listed nor counted.
+    assert [(t.endpoint_name, t.schema_name, t.table_name) for t in every] == [
+        ("lake", "public", "events"),
+        ("shop", "public", "orders"),
     ]
-    assert [t.dataset.id for t in of_shop] == [orders.id]
+    assert [t.dataset_id for t in of_shop] == [orders.id]
     assert all(t.cache.cached and t.endpoint_lazy_fetch for t in every)
     assert other != endpoint
+    assert totals == CacheTotals(kept_cached=1, with_version=1, bytes=100)

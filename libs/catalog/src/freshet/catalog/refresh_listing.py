@@ -14,6 +14,7 @@ from datetime import datetime
 
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from freshet.catalog.cursors import encode_cursor, older_than
 from freshet.catalog.models import Dataset, Endpoint, RefreshItem, RefreshJob, TableCache
@@ -127,13 +128,31 @@ async def items_of(
 
 @dataclass(frozen=True)
 class CachedTable:
-    """A table with cache settings or a cache, and the names it is known by."""
+    """A table with cache settings or a cache, and the names it is known by. (The dataset's
+    columns only: its payload holds the preview sample, which a listing has no use for.)"""
 
     cache: TableCache
-    dataset: Dataset
+    dataset_id: uuid.UUID
+    schema_name: str
+    table_name: str
+    # The catalog's fingerprint now: differs from the cache's `source_fingerprint` once the
+    # source's shape changed since the version was written.
+    fingerprint: str | None
+    endpoint_id: uuid.UUID
     endpoint_name: str
     # The endpoint's lazy fetch, which the table follows unless it has its own.
     endpoint_lazy_fetch: bool
+
+    @property
+    def schema_current(self) -> bool:
+        return self.cache.source_fingerprint == self.fingerprint
+
+
+def _live_caches(endpoint_id: uuid.UUID | None) -> ColumnElement[bool]:
+    where: list[ColumnElement[bool]] = [Dataset.removed_at.is_(None)]
+    if endpoint_id is not None:
+        where.append(TableCache.endpoint_id == endpoint_id)
+    return and_(*where)
 
 
 async def cached_tables(
@@ -141,16 +160,56 @@ async def cached_tables(
 ) -> list[CachedTable]:
     """Tables of live datasets with a cache row, by endpoint, schema and table name."""
     stmt = (
-        select(TableCache, Dataset, Endpoint.name, Endpoint.cache_lazy_fetch)
+        select(
+            TableCache,
+            Dataset.schema_name,
+            Dataset.name,
+            Dataset.fingerprint,
+            Endpoint.id,
+            Endpoint.name,
+            Endpoint.cache_lazy_fetch,
+        )
         .join(Dataset, Dataset.id == TableCache.dataset_id)
         .join(Endpoint, Endpoint.id == TableCache.endpoint_id)
-        .where(Dataset.removed_at.is_(None))
+        .where(_live_caches(endpoint_id))
         .order_by(Endpoint.name, Dataset.schema_name, Dataset.name)
         .limit(first)
     )
-    if endpoint_id is not None:
-        stmt = stmt.where(TableCache.endpoint_id == endpoint_id)
     return [
-        CachedTable(cache=c, dataset=d, endpoint_name=str(n), endpoint_lazy_fetch=bool(lazy))
-        for c, d, n, lazy in (await session.execute(stmt)).all()
+        CachedTable(
+            cache=c,
+            dataset_id=c.dataset_id,
+            schema_name=str(schema),
+            table_name=str(table),
+            fingerprint=fingerprint,
+            endpoint_id=eid,
+            endpoint_name=str(name),
+            endpoint_lazy_fetch=bool(lazy),
+        )
+        for c, schema, table, fingerprint, eid, name, lazy in (await session.execute(stmt)).all()
     ]
+
+
+@dataclass(frozen=True)
+class CacheTotals:
+    kept_cached: int
+    with_version: int
+    bytes: int
+
+
+async def cache_totals(session: AsyncSession, endpoint_id: uuid.UUID) -> CacheTotals:
+    """An endpoint's tables kept cached, those with a cached version, and its size, counted in
+    the database."""
+    has_version = TableCache.uri.is_not(None)
+    row = (
+        await session.execute(
+            select(
+                func.count().filter(TableCache.cached.is_(True)),
+                func.count().filter(has_version),
+                func.coalesce(func.sum(case((has_version, TableCache.bytes), else_=0)), 0),
+            )
+            .join(Dataset, Dataset.id == TableCache.dataset_id)
+            .where(_live_caches(endpoint_id))
+        )
+    ).one()
+    return CacheTotals(int(row[0] or 0), int(row[1] or 0), int(row[2] or 0))

@@ -14,11 +14,15 @@ from freshet.catalog import UnitOfWork
 from freshet.catalog.models import RefreshJob
 from freshet.catalog.refresh_listing import (
     CachedTable,
+    CacheTotals,
     JobFilter,
     cached_tables,
     find_jobs,
     items_of,
     progress_of,
+)
+from freshet.catalog.refresh_listing import (
+    cache_totals as catalog_cache_totals,
 )
 from freshet.gateway import errors
 from freshet.gateway.refresh_schemas import RefreshStatusOut
@@ -78,3 +82,7 @@ async def list_cached_tables(
     uow: UnitOfWork, *, endpoint_id: uuid.UUID | None = None, first: int = 200
 ) -> list[CachedTable]:
     return await cached_tables(uow.session, endpoint_id=endpoint_id, first=first)
+
+
+async def cache_totals(uow: UnitOfWork, endpoint_id: uuid.UUID) -> CacheTotals:
+    return await catalog_cache_totals(uow.session, endpoint_id)

@@ -13,6 +13,7 @@ from fastapi import Request, Response
 from freshet.catalog import UnitOfWork
 from freshet.catalog.audit import AuditFilter, audit_cursor
 from freshet.catalog.clock import utcnow
+from freshet.catalog.dataset_search import dataset_names
 from freshet.catalog.models import AuditRecord
 from freshet.gateway import errors
 from freshet.gateway.deps import ReadUow
@@ -78,8 +79,8 @@ async def _target_names(uow: UnitOfWork, records: list[AuditRecord]) -> dict[str
             except ValueError:
                 continue
     names: dict[str, str] = {}
-    for dataset in (await uow.datasets.many(wanted["dataset"])).values():
-        names[f"dataset:{dataset.id}"] = f"{dataset.schema_name}.{dataset.name}"
+    for dataset_id, name in (await dataset_names(uow.session, wanted["dataset"])).items():
+        names[f"dataset:{dataset_id}"] = name
     if wanted["endpoint"]:
         for endpoint in await uow.endpoints.all():
             if endpoint.id in wanted["endpoint"]:

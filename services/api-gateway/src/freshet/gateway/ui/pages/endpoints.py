@@ -183,7 +183,7 @@ async def detail(endpoint_id: uuid.UUID, request: Request, uow: ReadUow, user: V
     row = (await _rows(uow, endpoint_id))[0]
     runs = await uow.runs.find(endpoint_id=endpoint_id, limit=5)
     datasets = await uow.datasets.for_endpoint(endpoint_id)
-    cached = await refresh_lookup.list_cached_tables(uow, endpoint_id=endpoint_id, first=10_000)
+    caches = await refresh_lookup.cache_totals(uow, endpoint_id)
     last_refresh = next(
         iter(
             await refresh_lookup.list_jobs(
@@ -199,8 +199,7 @@ async def detail(endpoint_id: uuid.UUID, request: Request, uow: ReadUow, user: V
             "row": row,
             "runs": runs,
             "dataset_count": len(datasets),
-            "cached_count": sum(1 for c in cached if c.cache.cached),
-            "cached_bytes": sum(c.cache.bytes or 0 for c in cached if c.cache.uri),
+            "caches": caches,
             "last_refresh": last_refresh,
             "policies": SCHEMA_CHANGE_POLICIES,
             **form_defaults(request),
