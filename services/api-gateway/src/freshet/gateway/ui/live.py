@@ -261,10 +261,11 @@ class LiveRefreshes(LiveFeed[RefreshChange]):
                 if job is not None:
                     ended.append(job)
             progress = await progress_of(uow.session, [job.id for job in [*active, *ended]])
+        still_open = {job.id for job in active}
         current: dict[uuid.UUID, str] = {}
         for job in [*active, *ended]:
             change = RefreshChange.of_job(job, progress[job.id])
-            if job in active:
+            if job.id in still_open:
                 current[job.id] = change.signature
             if previous.get(job.id) != change.signature:
                 self.publish(change, "poll")
