@@ -27,6 +27,7 @@ from bench import (
     query,
     refresh,
     scheduler_fires,
+    ui_refreshes,
 )
 from bench.report import render
 from bench.sources import (
@@ -132,6 +133,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--refresh-rounds", type=int, default=2, help="measured runs of floor and refresh (2)"
     )
     parser.add_argument(
+        "--ui-jobs",
+        type=int,
+        default=200_000,
+        help="finished refresh jobs in the catalog of the ui-refreshes scenario (200,000)",
+    )
+    parser.add_argument(
+        "--ui-tables", type=int, default=5, help="tables per job of ui-refreshes (5)"
+    )
+    parser.add_argument(
+        "--ui-open-jobs", type=int, default=50, help="running jobs of ui-refreshes (50)"
+    )
+    parser.add_argument(
         "--refresh-batch-rows",
         type=int,
         default=int(os.environ.get("FRESHET_REFRESH_BATCH_ROWS", _default("refresh_batch_rows"))),
@@ -158,7 +171,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=[*SCENARIOS, "refresh"],
+        choices=[*SCENARIOS, *IN_PROCESS],
         action="append",
         help="run only this scenario (repeatable)",
     )
@@ -348,6 +361,8 @@ def measure_query(args: argparse.Namespace, stack: BenchStack, token: str) -> di
 
 
 BROKER_AND_COLLECTOR = "broker + collector"
+# Scenarios without a stack of services, run after those with one.
+IN_PROCESS = ("refresh", "ui-refreshes")
 SCENARIOS: dict[str, Scenario] = {
     "collector": Scenario(
         "collector_throughput",
@@ -436,7 +451,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     extra_env: dict[str, str] = {}
     if args.fetch_max_wait_ms is not None:
         extra_env["FRESHET_FETCH_MAX_WAIT_MS"] = str(args.fetch_max_wait_ms)
-    scenarios = args.only or [*SCENARIOS, "refresh"]
+    scenarios = args.only or [*SCENARIOS, *IN_PROCESS]
     root = Path(tempfile.mkdtemp(prefix="freshet-bench-"))
     results: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(),
@@ -456,6 +471,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "refresh_rows": args.refresh_rows,
             "queries": args.queries,
             "query_rows": args.query_rows,
+            "ui_jobs": args.ui_jobs,
             "scenarios": scenarios,
         },
         "data_dir": str(root),
@@ -473,6 +489,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rows=args.refresh_rows,
                 rounds=args.refresh_rounds,
                 batch_rows=args.refresh_batch_rows,
+                progress=say,
+            )
+        if "ui-refreshes" in scenarios:
+            # No stack either: the gateway app in this process, over a catalog it fills.
+            results["ui_refreshes"] = ui_refreshes.run(
+                lambda: postgres_catalog(args.postgres),
+                root / "ui-refreshes",
+                jobs=args.ui_jobs,
+                tables=args.ui_tables,
+                open_jobs=args.ui_open_jobs,
                 progress=say,
             )
     except KeyboardInterrupt:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench import scheduler_fires
+from bench import scheduler_fires, ui_refreshes
 
 
 def _ms(summary: dict[str, Any], keys: tuple[str, ...] = ("p50", "p99")) -> str:
@@ -304,6 +304,9 @@ def render(results: dict[str, Any]) -> str:
         out.extend(_query(q))
     if results.get("scheduler"):
         out.extend(scheduler_fires.report_lines(results["scheduler"]))
+
+    if results.get("ui_refreshes"):
+        out.extend(ui_refreshes.report_lines(results["ui_refreshes"]))
 
     if results.get("error"):
         add("")

@@ -17,13 +17,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from freshet.catalog import Database, UnitOfWork
 from freshet.devstack.testing import eventually
-from tests.e2e.conftest import System
+from tests.e2e.conftest import SOURCE_PASSWORD, System
 
 pytestmark = [
     pytest.mark.e2e,
@@ -388,6 +389,243 @@ async def test_a_state_change_without_the_csrf_token_is_refused(
     await shot(page, screenshots, "csrf-refused")
 
 
+# Previews, refreshes and the audit log (second round).
+
+
+async def pg_connection(system: System, name: str, **settings: Any) -> dict[str, Any]:
+    """An endpoint over the system's PostgreSQL source, discovered (its datasets by name under
+    "datasets"). Previews on request only unless `settings` say otherwise, so no fan-out runs."""
+    body = {
+        "name": name,
+        "kind": "postgres",
+        "config": system.pg_source,
+        "secrets": {"password": SOURCE_PASSWORD},
+        "preview_policy": "manual-only",
+        **settings,
+    }
+    async with httpx.AsyncClient(
+        base_url=system.gateway, headers=system.headers, timeout=60
+    ) as http:
+        created = await http.post("/endpoints", json=body)
+        assert created.status_code == 201, created.text
+        found = await http.post(f"/connections/{name}/discover")
+        assert found.status_code == 200, found.text
+        assert found.json()["discovery_status"] == "success", found.text
+        endpoint = dict(created.json())
+        listed = (await http.get("/datasets", params={"endpoint_id": endpoint["id"]})).json()
+    return {**endpoint, "datasets": {d["name"]: d for d in listed}}
+
+
+async def test_a_live_preview_shows_fresh_rows_with_provenance_and_masked_columns(
+    context: BrowserContext, system: System, screenshots: Path
+) -> None:
+    connection = await pg_connection(system, unique("ui-preview"), preview_masks=["name"])
+    customers = connection["datasets"]["customers"]
+    page = await sign_in(context, system, "operator")
+    await page.goto(f"/ui/datasets/{customers['id']}")
+    preview = page.locator("#preview")
+    await expect(preview).to_contain_text("No preview yet")
+    await expect(preview).to_contain_text("on request only")
+    await page.evaluate("window.__notReloaded = true")
+
+    await preview.get_by_role("button", name="Preview dataset").click()
+
+    preview = page.locator("#preview")
+    await expect(preview.locator(".badge.fresh")).to_have_text("Fresh")
+    provenance = preview.locator(".provenance")
+    await expect(provenance).to_contain_text("freshet-previewer")
+    await expect(provenance).to_contain_text("source manual")
+    await expect(provenance).to_contain_text("requested by e2e-operator")
+    await expect(provenance).to_contain_text(re.compile(r"ago|just now"))
+    await expect(provenance).to_contain_text(re.compile(r"E[SD]T"))
+    header = preview.locator("thead th", has_text="name")
+    await expect(header.locator(".badge.masked")).to_have_text("masked")
+    await expect(preview.locator("tbody tr")).to_have_count(50)
+    await expect(preview.locator(".masked-value").first).to_have_text("***masked***")
+    await expect(preview.locator("tbody tr").first).not_to_contain_text("customer 1")
+    await expect(preview.locator(".stale-banner")).to_have_count(0)
+    assert await page.evaluate("window.__notReloaded === true"), "the page was reloaded"
+    await shot(page, screenshots, "dataset-live-preview")
+
+    # Opened again, the same sample is the stored one: Cached.
+    await page.goto(f"/ui/datasets/{customers['id']}")
+    await expect(page.locator("#preview .badge.cached")).to_have_text("Cached")
+
+
+async def test_a_refused_preview_shows_its_message(
+    context: BrowserContext, system: System, screenshots: Path
+) -> None:
+    connection = await pg_connection(system, unique("ui-refused"))
+    orders = connection["datasets"]["orders"]
+    page = await sign_in(context, system, "operator")
+    await page.goto(f"/ui/datasets/{orders['id']}")
+    button = page.get_by_role("button", name="Preview dataset")
+    await expect(button).to_be_visible()
+    # An administrator disables the endpoint's previews while the page is open.
+    async with httpx.AsyncClient(base_url=system.gateway, headers=system.headers) as http:
+        changed = await http.patch(
+            f"/endpoints/{connection['id']}", json={"preview_policy": "disabled"}
+        )
+        assert changed.status_code == 200, changed.text
+
+    await button.click()
+
+    note = page.locator("#preview .problem-note")
+    await expect(note).to_contain_text("Previews are disabled")
+    await expect(note).to_contain_text("E_PREVIEW_DISABLED")
+    await expect(note).to_be_focused()
+    await expect(page.get_by_role("button", name="Preview dataset")).to_have_count(0)
+    await shot(page, screenshots, "dataset-preview-refused")
+
+
+SLOW_SCHEMA = "ui_slow"
+
+
+async def slow_table(system: System) -> None:
+    """`ui_slow.ticks` in the source: 300 rows that take about three seconds to read, so a page
+    opened as its refresh starts sees it running. A schema of its own: connections of the other
+    tests list only `shop`."""
+    source = system.pg_source
+    conn = await asyncpg.connect(
+        host=source["host"], port=source["port"], database=source["database"], user=source["user"]
+    )
+    try:
+        await conn.execute(
+            f"""
+            CREATE SCHEMA IF NOT EXISTS {SLOW_SCHEMA};
+            CREATE OR REPLACE FUNCTION {SLOW_SCHEMA}.slowly(n int) RETURNS int
+                LANGUAGE sql AS 'SELECT pg_sleep(0.01); SELECT n';
+            CREATE OR REPLACE VIEW {SLOW_SCHEMA}.ticks AS
+                SELECT {SLOW_SCHEMA}.slowly(g) AS id, 'tick ' || g AS label
+                FROM generate_series(1, 300) g;
+            """
+        )
+    finally:
+        await conn.close()
+
+
+async def test_refresh_a_table_and_watch_its_progress_reach_completed(
+    context: BrowserContext, system: System, screenshots: Path
+) -> None:
+    await slow_table(system)
+    connection = await pg_connection(
+        system,
+        unique("ui-refresh"),
+        config={**system.pg_source, "schemas": [SLOW_SCHEMA]},
+    )
+    ticks = connection["datasets"]["ticks"]
+    page = await sign_in(context, system, "operator")
+    await page.goto(f"/ui/datasets/{ticks['id']}")
+    cache = page.locator("#cache")
+    await expect(cache).to_contain_text("not cached")
+    await cache.get_by_text("Change cache settings").click()
+    await cache.get_by_label("Keep this table cached").check()
+    await cache.get_by_role("button", name="Save cache settings").click()
+    await expect(page.get_by_role("status").first).to_contain_text("Cache settings")
+    await expect(page.locator("#cache")).to_contain_text("yes: refreshed with its connection")
+
+    await page.locator("#cache").get_by_role("button", name="Refresh table").click()
+
+    await expect(page.get_by_role("heading", name="Refreshes", level=1)).to_be_visible()
+    await page.evaluate("window.__notReloaded = true")
+    job = page.locator("article.job.highlight")
+    await expect(job).to_contain_text(f"{SLOW_SCHEMA}.ticks")
+    await expect(page.locator("[data-live-indicator]").first).to_be_visible()
+    # The refresher reads for about three seconds: the running state shows, then the end.
+    await expect(job.locator("tbody tr").first.locator(".badge")).to_have_text(
+        "Running", timeout=LIVE_TIMEOUT_MS
+    )
+    await shot(page, screenshots, "refreshes-running")
+    await expect(job.locator(".heading .badge")).to_have_text("Completed", timeout=LIVE_TIMEOUT_MS)
+    assert await page.evaluate("window.__notReloaded === true"), "the page was reloaded"
+    await expect(job).to_contain_text("1 of 1 table done")
+    await expect(job.locator("tbody tr").first).to_contain_text("Succeeded")
+    await expect(job.locator("tbody tr").first).to_contain_text("300")
+    bar = job.locator(".progress-line progress")
+    assert await bar.get_attribute("value") == await bar.get_attribute("max") == "1"
+    # The cached tables below were fetched again when the job ended.
+    cached_row = page.locator(f"#cache-{ticks['id']}")
+    await expect(cached_row).to_contain_text("300")
+    await expect(cached_row).to_contain_text(re.compile(r"ago|just now"))
+    await shot(page, screenshots, "refreshes")
+
+    await job.get_by_role("link").first.click()
+    await expect(page.get_by_role("heading", level=1)).to_contain_text("Refresh of")
+    await expect(page.locator("article.job")).to_contain_text("e2e-operator")
+    await shot(page, screenshots, "refresh-job")
+
+
+async def test_refresh_a_connection_from_its_endpoint_page(
+    context: BrowserContext, system: System, screenshots: Path
+) -> None:
+    connection = await pg_connection(system, unique("ui-conn"))
+    page = await sign_in(context, system, "operator")
+    await page.goto(f"/ui/endpoints/{connection['id']}")
+    caches = page.locator("#caches")
+    await expect(caches).to_contain_text("never refreshed")
+    await caches.get_by_label("every discovered table").check()
+    await caches.get_by_label("At a time").fill("2")
+    await shot(page, screenshots, "endpoint-caches")
+
+    await caches.get_by_role("button", name=f"Refresh {connection['name']}").click()
+
+    await expect(page.get_by_role("status").first).to_contain_text("2 at a time")
+    job = page.locator("article.job.highlight")
+    await expect(job.locator(".heading .badge")).to_have_text("Completed", timeout=LIVE_TIMEOUT_MS)
+    await expect(job).to_contain_text("3 of 3 tables done")
+    await expect(job).to_contain_text("2 at a time")
+    for table in ("shop.customers", "shop.orders", "shop.big_orders"):
+        await expect(job.locator(f'tr[data-table="{table}"]')).to_contain_text("Succeeded")
+    await expect(job.locator('tr[data-table="shop.orders"]')).to_contain_text("300")
+    await shot(page, screenshots, "refreshes-connection")
+
+
+async def test_the_audit_log_shows_previews_and_refreshes_to_an_admin_not_a_viewer(
+    context: BrowserContext, system: System, screenshots: Path
+) -> None:
+    connection = await pg_connection(system, unique("ui-audit"), preview_policy="disabled")
+    orders = connection["datasets"]["orders"]
+    operator = {"Authorization": f"Bearer {token_of(system, 'operator')}"}
+    async with httpx.AsyncClient(base_url=system.gateway, headers=operator) as http:
+        refreshed = await http.post(
+            f"/connections/{connection['name']}/tables/shop/orders/refresh",
+            params={"async": "true"},
+        )
+        assert refreshed.status_code == 202, refreshed.text
+        refused = await http.post(f"/datasets/{orders['id']}/preview")
+        assert refused.status_code == 409, refused.text
+
+    page = await sign_in(context, system, "admin")
+    await page.get_by_role("link", name="Audit", exact=True).click()
+    await expect(page.get_by_role("heading", name="Audit log")).to_be_visible()
+    await page.get_by_label("Actor").fill("e2e-operator")
+    await page.get_by_label("Target id").fill(orders["id"])
+    await page.get_by_role("button", name="Filter").click()
+
+    rows = page.locator("table.audit tbody tr")
+    await expect(rows).to_have_count(2)
+    refresh_row = rows.filter(has_text="refresh.request")
+    await expect(refresh_row).to_contain_text("Requested")
+    await expect(refresh_row).to_contain_text("refresh of shop.orders")
+    preview_row = rows.filter(has_text="preview.request")
+    await expect(preview_row).to_contain_text("Refused")
+    await expect(preview_row).to_contain_text("previews are disabled")
+    # Times in the viewer's zone, and the target is a link to the dataset.
+    await expect(rows.first).to_contain_text(re.compile(r"E[SD]T"))
+    await expect(refresh_row.get_by_role("link", name="shop.orders")).to_have_attribute(
+        "href", f"/ui/datasets/{orders['id']}"
+    )
+    await shot(page, screenshots, "audit")
+
+    await context.clear_cookies()
+    viewer = await sign_in(context, system, "viewer")
+    await expect(viewer.get_by_role("link", name="Audit", exact=True)).to_have_count(0)
+    await expect(viewer.get_by_role("link", name="Refreshes", exact=True)).to_be_visible()
+    await viewer.goto("/ui/audit")
+    await expect(viewer.get_by_role("heading", name="Not allowed")).to_be_visible()
+
+
+# Last: the pages then show what the tests above left, as a real screen would.
 async def test_pages_work_by_keyboard_and_on_a_narrow_screen(
     chromium: Browser, system: System, screenshots: Path
 ) -> None:
@@ -403,7 +641,12 @@ async def test_pages_work_by_keyboard_and_on_a_narrow_screen(
         assert outline != "none"
         await page.keyboard.press("Enter")
         assert page.url.endswith("#main")
-        for path, name in (("/ui/endpoints", "narrow-endpoints"), ("/ui/runs", "narrow-runs")):
+        for path, name in (
+            ("/ui/endpoints", "narrow-endpoints"),
+            ("/ui/runs", "narrow-runs"),
+            ("/ui/refreshes", "narrow-refreshes"),
+            ("/ui/audit", "narrow-audit"),
+        ):
             await page.goto(path)
             overflow = await page.evaluate(
                 "document.documentElement.scrollWidth - document.documentElement.clientWidth"

@@ -21,6 +21,7 @@ from pydantic import SecretStr
 
 from freshet.catalog import Database, DatasetSpec, ForeignKeySpec, RunStatus, UnitOfWork
 from freshet.catalog.secrets import generate_key
+from freshet.devstack.ui_client import UiClient
 from freshet.gateway.app import create_app
 from freshet.gateway.settings import GatewaySettings
 from freshet.kit.tokens import ROLES, new_token, token_entry
@@ -344,3 +345,30 @@ def outbox_events(outbox: Outbox) -> OutboxEvents:
         return [row["value"] for row in await outbox() if row["event_type"] == event_type]
 
     return read
+
+
+# The web UI in-process (test_ui*.py).
+
+OpenUi = Callable[..., Awaitable[UiClient]]
+
+
+@pytest.fixture
+async def open_ui(gateway_app: FastAPI, tokens: dict[str, str]) -> AsyncIterator[OpenUi]:
+    """`await open_ui("operator")`: a browser signed in with that role's token;
+    `await open_ui()` one that is signed out."""
+    clients: list[httpx.AsyncClient] = []
+
+    async def open_as(role: str | None = None) -> UiClient:
+        http = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=gateway_app), base_url="http://test"
+        )
+        clients.append(http)
+        ui = UiClient(http)
+        if role is not None:
+            response = await ui.sign_in(tokens[role])
+            assert response.status_code == 303, response.text
+        return ui
+
+    yield open_as
+    for http in clients:
+        await http.aclose()

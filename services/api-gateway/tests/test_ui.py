@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,66 +15,15 @@ import pytest
 from fastapi import FastAPI
 
 from freshet.catalog import Database, RunStatus, UnitOfWork
-
-META_CSRF = re.compile(r'<meta name="csrf-token" content="([0-9a-f]+)">')
+from freshet.devstack.ui_client import UiClient
 
 CreateEndpoint = Callable[..., Awaitable[dict[str, Any]]]
 SyncDatasets = Callable[..., Awaitable[dict[str, str]]]
 InsertRuns = Callable[..., Awaitable[list[str]]]
 
 
-class Browser:
-    """An httpx client that keeps cookies like a browser and reads each page's CSRF token."""
-
-    def __init__(self, http: httpx.AsyncClient) -> None:
-        self.http = http
-        self.csrf = ""
-
-    async def get(self, url: str, **kwargs: Any) -> httpx.Response:
-        response = await self.http.get(url, **kwargs)
-        found = META_CSRF.search(response.text)
-        if found:
-            self.csrf = found.group(1)
-        return response
-
-    async def post(
-        self, url: str, data: dict[str, str] | None = None, *, csrf: bool = True, **kwargs: Any
-    ) -> httpx.Response:
-        form = dict(data or {})
-        if csrf:
-            form.setdefault("csrf_token", self.csrf)
-        return await self.http.post(url, data=form, **kwargs)
-
-    async def sign_in(self, token: str) -> httpx.Response:
-        await self.get("/ui/sign-in")
-        response = await self.post("/ui/sign-in", {"token": token, "next": "/ui/endpoints"})
-        await self.get("/ui/endpoints")
-        return response
-
-
+Browser = UiClient
 Open = Callable[..., Awaitable[Browser]]
-
-
-@pytest.fixture
-async def open_ui(gateway_app: FastAPI, tokens: dict[str, str]) -> AsyncIterator[Open]:
-    """`await open_ui("operator")`: a browser signed in with that role's token;
-    `await open_ui()` one that is signed out."""
-    clients: list[httpx.AsyncClient] = []
-
-    async def open_as(role: str | None = None) -> Browser:
-        http = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=gateway_app), base_url="http://test"
-        )
-        clients.append(http)
-        ui = Browser(http)
-        if role is not None:
-            response = await ui.sign_in(tokens[role])
-            assert response.status_code == 303, response.text
-        return ui
-
-    yield open_as
-    for http in clients:
-        await http.aclose()
 
 
 async def sqlite_endpoint(create_endpoint: CreateEndpoint, name: str = "shop") -> dict[str, Any]:

@@ -9,13 +9,15 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from freshet.catalog import Database, RunStatus
+from freshet.catalog import Database, RunStatus, UnitOfWork
+from freshet.catalog.clock import utcnow
 from freshet.contracts import RunCompleted
-from freshet.gateway.ui.live import LiveRuns, RunChange
+from freshet.gateway.ui.live import LiveRefreshes, LiveRuns, RefreshChange, RunChange
 
 CreateEndpoint = Callable[..., Awaitable[dict[str, Any]]]
 Trigger = Callable[[str], Awaitable[dict[str, Any]]]
 MoveRun = Callable[..., Awaitable[None]]
+SyncDatasets = Callable[..., Awaitable[dict[str, str]]]
 
 
 def change(status: str, run_id: str = "r1") -> RunChange:
@@ -99,3 +101,42 @@ async def test_a_listener_that_falls_behind_keeps_the_newest_changes(catalog: Da
 
     assert len(kept) == 256
     assert kept[-1] == change("SUCCEEDED", run_id="r299")
+
+
+async def test_the_refresh_feed_announces_jobs_as_their_tables_move(
+    catalog: Database, create_endpoint: CreateEndpoint, sync_datasets: SyncDatasets
+) -> None:
+    endpoint = await create_endpoint()
+    tables = await sync_datasets(endpoint["id"])
+    hub = LiveRefreshes(catalog, poll_s=0.05)
+    async with hub.listen() as queue:
+        async with UnitOfWork(catalog) as uow:
+            datasets = list(
+                (await uow.datasets.many(uuid.UUID(t) for t in tables.values())).values()
+            )
+            job = await uow.refreshes.start_job(
+                uuid.UUID(endpoint["id"]), datasets, trigger_source="api", requested_by="x"
+            )
+            await uow.commit()
+        started = await next_refresh(queue)
+        async with UnitOfWork(catalog) as uow:
+            await uow.refreshes.finish_item(
+                job.id, uuid.UUID(tables["orders"]), "succeeded", utcnow(), rows=3, size=30
+            )
+            await uow.commit()
+        one_done = await next_refresh(queue)
+        async with UnitOfWork(catalog) as uow:
+            await uow.refreshes.finish_item(
+                job.id, uuid.UUID(tables["customers"]), "failed", utcnow(), error="boom"
+            )
+            await uow.commit()
+        ended = await next_refresh(queue)
+
+    assert started == RefreshChange(str(job.id), endpoint["id"], "in_progress", 2, 0, 0, 0)
+    assert one_done == RefreshChange(str(job.id), endpoint["id"], "in_progress", 2, 0, 1, 0)
+    # The job left the open ones: the feed reads it once more to announce how it ended.
+    assert ended == RefreshChange(str(job.id), endpoint["id"], "completed", 2, 0, 1, 1)
+
+
+async def next_refresh(queue: asyncio.Queue[RefreshChange | None]) -> RefreshChange | None:
+    return await asyncio.wait_for(queue.get(), 10)

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from freshet.catalog.clock import utcnow
-from freshet.catalog.cursors import decode_cursor, encode_cursor
+from freshet.catalog.cursors import encode_cursor, older_than
 from freshet.catalog.models import AuditRecord
 
 MAX_REASON = 2_000
@@ -97,11 +97,7 @@ class AuditRepository:
         if where.at_to is not None:
             stmt = stmt.where(AuditRecord.at < where.at_to)
         if after is not None:
-            at_raw, id_raw = decode_cursor(after, parts=2)
-            at, rid = datetime.fromisoformat(at_raw), uuid.UUID(id_raw)
-            stmt = stmt.where(
-                or_(AuditRecord.at < at, and_(AuditRecord.at == at, AuditRecord.id < rid))
-            )
+            stmt = stmt.where(older_than(after, AuditRecord.at, AuditRecord.id))
         result = await self.session.execute(stmt.limit(first))
         return list(result.scalars())
 

@@ -8,6 +8,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, or_
+from sqlalchemy.sql.elements import ColumnElement
 
 SEPARATOR = "\x1f"
 
@@ -26,3 +32,12 @@ def decode_cursor(cursor: str, *, parts: int) -> list[str]:
     if len(split) != parts:
         raise ValueError("invalid cursor")
     return split
+
+
+def older_than(cursor: str, at: Any, key: Any) -> ColumnElement[bool]:
+    """The rows after `cursor` (time, id) in a newest-first list ordered by `at` then `key`
+    (a cursor made by `encode_cursor(time.isoformat(), str(id))`); ValueError if it is not one
+    of ours."""
+    at_raw, id_raw = decode_cursor(cursor, parts=2)
+    when, last = datetime.fromisoformat(at_raw), uuid.UUID(id_raw)
+    return or_(at < when, and_(at == when, key < last))

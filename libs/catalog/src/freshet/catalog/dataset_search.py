@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,3 +94,14 @@ async def known_labels(session: AsyncSession, *, limit: int = 200) -> list[str]:
     result = await session.execute(select(Endpoint.labels))
     labels = {str(label) for row in result.scalars() for label in row}
     return sorted(labels)[:limit]
+
+
+async def dataset_names(session: AsyncSession, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """`schema.name` of each dataset that exists, without loading payloads (previews)."""
+    wanted = list(ids)
+    if not wanted:
+        return {}
+    result = await session.execute(
+        select(Dataset.id, Dataset.schema_name, Dataset.name).where(Dataset.id.in_(wanted))
+    )
+    return {row[0]: f"{row[1]}.{row[2]}" for row in result.all()}

@@ -417,6 +417,7 @@ class RefreshJob(Timestamps, Base):
     __tablename__ = "refresh_jobs"
     __table_args__ = (
         Index("ix_refresh_jobs_status_lease_expires_at", "status", "lease_expires_at"),
+        Index("ix_refresh_jobs_requested_at_id", "requested_at", "id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)

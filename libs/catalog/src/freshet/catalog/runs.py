@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, insert, or_, select, update
+from sqlalchemy import Table, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from freshet.catalog.clock import utcnow
-from freshet.catalog.cursors import decode_cursor, encode_cursor
+from freshet.catalog.cursors import encode_cursor, older_than
 from freshet.catalog.models import ACTIVE_STATUSES, FINAL_STATUSES, CollectionRun, RunStatus
 
 # Batches write through Core: the ORM's bulk path costs more than the statement itself.
@@ -288,14 +288,7 @@ class RunRepository:
         if where.requested_to is not None:
             stmt = stmt.where(CollectionRun.requested_at < where.requested_to)
         if after is not None:
-            at_raw, id_raw = decode_cursor(after, parts=2)
-            at, rid = datetime.fromisoformat(at_raw), uuid.UUID(id_raw)
-            stmt = stmt.where(
-                or_(
-                    CollectionRun.requested_at < at,
-                    and_(CollectionRun.requested_at == at, CollectionRun.id < rid),
-                )
-            )
+            stmt = stmt.where(older_than(after, CollectionRun.requested_at, CollectionRun.id))
         result = await self.session.execute(stmt.limit(first))
         return list(result.scalars())
 

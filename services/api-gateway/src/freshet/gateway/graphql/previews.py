@@ -178,10 +178,13 @@ class PreviewMutation:
         settings = info.context.settings
         async with info.context.write() as uow:
             asked = await previews.request_preview(uow, info.context.caller(), dataset_id)
-        db = info.context.runtime.db
-        answered = await previews.wait_for_answer(db, asked.id, settings.preview_request_timeout_s)
-        previews.raise_if_unanswerable(answered)
-        return DatasetPreview.of(await previews.answer(db, answered, settings.preview_staleness_s))
+        found = await previews.await_preview(
+            info.context.runtime.db,
+            asked.id,
+            timeout_s=settings.preview_request_timeout_s,
+            staleness_s=settings.preview_staleness_s,
+        )
+        return DatasetPreview.of(found)
 
     @role_field(
         Role.admin,

@@ -133,7 +133,7 @@ async def set_table_cache(
 
 @router.patch("/connections/{name}/cache")
 async def set_connection_cache(
-    name: Name, body: ConnectionCacheIn, uow: Uow, _: AdminCaller
+    name: Name, body: ConnectionCacheIn, uow: Uow, caller: AdminCaller
 ) -> ConnectionCacheOut:
     """The connection's schema-change policy (invalidate, refresh, ignore) and lazy fetch."""
-    return await refreshes.set_connection_cache(uow, name, body)
+    return await refreshes.set_connection_cache(uow, caller, name, body)

@@ -51,14 +51,16 @@ async def preview_dataset(
     settings = _settings(request)
     asked = await previews.request_preview(uow, caller, dataset_id)
     await uow.session.close()  # not needed while waiting
-    answered = await previews.wait_for_answer(
-        runtime.db, asked.id, settings.preview_request_timeout_s
+    result = await previews.await_preview(
+        runtime.db,
+        asked.id,
+        timeout_s=settings.preview_request_timeout_s,
+        staleness_s=settings.preview_staleness_s,
     )
-    previews.raise_if_unanswerable(answered)
-    result = await previews.answer(runtime.db, answered, settings.preview_staleness_s)
-    if answered.status != request_status.PERSISTED:
+    assert result.request is not None
+    if result.request.status != request_status.PERSISTED:
         response.status_code = status.HTTP_202_ACCEPTED
-        response.headers["Location"] = f"/preview-requests/{answered.id}"
+        response.headers["Location"] = f"/preview-requests/{result.request.id}"
     return DatasetPreviewOut.of(result)
 
 

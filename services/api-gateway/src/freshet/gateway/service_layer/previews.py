@@ -230,6 +230,17 @@ async def answer(db: Database, request: PreviewRequest, staleness_s: float) -> P
     return view(dataset, endpoint, staleness_s, request=request)
 
 
+async def await_preview(
+    db: Database, request_id: uuid.UUID, *, timeout_s: float, staleness_s: float
+) -> PreviewView:
+    """What a manual preview answers once it was requested (REST, GraphQL and the web UI):
+    the fresh rows (`cached` false), or, not answered within `timeout_s`, the stored preview
+    with `request` to poll; an answer without rows raises its error."""
+    answered = await wait_for_answer(db, request_id, timeout_s)
+    raise_if_unanswerable(answered)
+    return await answer(db, answered, staleness_s)
+
+
 # --- settings ----------------------------------------------------------------------------------
 
 

@@ -21,10 +21,11 @@ import structlog
 from freshet.catalog import CollectionRun, Database, Dataset, Endpoint, RunStatus, UnitOfWork
 from freshet.catalog.caches import skip_reason
 from freshet.catalog.clock import utcnow
-from freshet.catalog.models import RefreshItem
+from freshet.catalog.models import RefreshItem, TableCache
 from freshet.catalog.refreshes import ITEM_FINAL, JOB_OPEN, Enqueued
 from freshet.catalog.schedules import ScheduleError, validate_interval
 from freshet.contracts import RefreshRequested
+from freshet.contracts.events import TriggerSource
 from freshet.gateway import errors
 from freshet.gateway.refresh_schemas import (
     CacheOut,
@@ -46,6 +47,8 @@ log = structlog.get_logger("freshet.gateway")
 
 POLL_S = 0.05
 T = TypeVar("T")
+AUDIT_REFRESH = "refresh.request"
+AUDIT_CACHE_SETTINGS = "cache.settings"
 
 
 async def wait_for(probe: Callable[[], Awaitable[T | None]], timeout_s: float) -> T | None:
@@ -76,18 +79,44 @@ async def table_of(uow: UnitOfWork, endpoint: Endpoint, schema: str, table: str)
     )
 
 
+def _audit(
+    uow: UnitOfWork,
+    caller: Caller,
+    action: str,
+    target: Dataset | Endpoint,
+    outcome: str,
+    reason: str,
+    details: dict[str, object],
+) -> None:
+    uow.audit.add(
+        actor=caller.principal.name,
+        action=action,
+        target_type="dataset" if isinstance(target, Dataset) else "endpoint",
+        target_id=target.id,
+        outcome=outcome,
+        reason=reason,
+        details=details,
+        correlation_id=caller.correlation_id,
+    )
+
+
 # --- one table -------------------------------------------------------------------------------
 
 
 async def request_table_refresh(
-    uow: UnitOfWork, caller: Caller, dataset: Dataset, *, force: bool
+    uow: UnitOfWork,
+    caller: Caller,
+    dataset: Dataset,
+    *,
+    force: bool,
+    trigger_source: TriggerSource = "api",
 ) -> Enqueued:
     """Join the table's running refresh, or start one: a job, and `RefreshRequested` in the
     outbox, in the caller's transaction (commit it). The refresh route and lazy fetches of
     queries both ask this way."""
     enqueued = await uow.refreshes.join_or_start_table(
         dataset,
-        trigger_source="api",
+        trigger_source=trigger_source,
         requested_by=caller.principal.name,
         force=force,
         correlation_id=caller.correlation_id,
@@ -101,7 +130,7 @@ async def request_table_refresh(
                 refresh_id=enqueued.refresh_id,
                 tables=[f"{dataset.schema_name}.{dataset.name}"],
                 force=force,
-                trigger_source="api",
+                trigger_source=trigger_source,
                 requested_by=caller.principal.name,
             ),
             source=caller.source,
@@ -120,8 +149,10 @@ async def refresh_table(
     *,
     force: bool,
     wait: bool,
+    trigger_source: TriggerSource = "api",
 ) -> tuple[int, TableRefreshOut]:
-    """Start (or join) a refresh of one table; with `wait`, until it ends. (HTTP status, body)."""
+    """Start (or join) a refresh of one table; with `wait`, until it ends. (HTTP status, body).
+    `trigger_source`: "api", or "manual" from the web UI."""
     endpoint = await connection(uow, name)
     dataset = await table_of(uow, endpoint, schema, table)
     cache = await uow.caches.get(dataset.id)
@@ -138,11 +169,24 @@ async def refresh_table(
         last_synced_at=cache.synced_at if cache else None,
     )
     if reason is not None:
+        _audit(uow, caller, AUDIT_REFRESH, dataset, "skipped", reason, {"force": force})
+        await uow.commit()
         REFRESH_TABLES.labels("skipped").inc()
         out.reason = reason
         return 200, out
-    enqueued = await request_table_refresh(uow, caller, dataset, force=force)
+    enqueued = await request_table_refresh(
+        uow, caller, dataset, force=force, trigger_source=trigger_source
+    )
     job = await uow.refreshes.get(enqueued.refresh_id)
+    _audit(
+        uow,
+        caller,
+        AUDIT_REFRESH,
+        dataset,
+        "joined" if enqueued.joined else "requested",
+        f"refresh of {schema}.{table}",
+        {"refreshId": str(enqueued.refresh_id), "force": force},
+    )
     await uow.commit()
     log.info(
         "table refresh requested",
@@ -195,6 +239,7 @@ async def refresh_connection(
     *,
     force: bool,
     wait: bool,
+    trigger_source: TriggerSource = "api",
 ) -> tuple[int, RefreshStatusOut | ConnectionRefreshAccepted]:
     """Refresh the listed tables, every cached one, or (all_tables) every discovered one, each
     joining a refresh already under way."""
@@ -221,7 +266,7 @@ async def refresh_connection(
         endpoint.id,
         chosen,
         scope="connection",
-        trigger_source="api",
+        trigger_source=trigger_source,
         requested_by=caller.principal.name,
         force=force,
         concurrency=concurrency,
@@ -234,7 +279,7 @@ async def refresh_connection(
                 refresh_id=job.id,
                 tables=[f"{d.schema_name}.{d.name}" for d in chosen],
                 force=force,
-                trigger_source="api",
+                trigger_source=trigger_source,
                 requested_by=caller.principal.name,
                 concurrency=concurrency,
             ),
@@ -243,6 +288,22 @@ async def refresh_connection(
         )
     progress = await uow.refreshes.progress(job.id)
     REFRESH_TABLES.labels("joined").inc(progress.waiting)
+    which = "listed" if request.tables is not None else "all" if request.all_tables else "cached"
+    _audit(
+        uow,
+        caller,
+        AUDIT_REFRESH,
+        endpoint,
+        "requested",
+        f"refresh of {len(chosen)} {which} table(s) of {endpoint.name}",
+        {
+            "refreshId": str(job.id),
+            "tables": len(chosen),
+            "joined": progress.waiting,
+            "concurrency": concurrency,
+            "force": force,
+        },
+    )
     await uow.commit()
     log.info("connection refresh requested", refresh_id=str(job.id), tables=len(chosen))
     if not wait:
@@ -412,6 +473,7 @@ async def set_table_cache(
                 f"{exc.field} {exc.message}",
                 details=[{"loc": ["body", exc.field], "msg": exc.message}],
             ) from None
+    before = _cache_settings(await uow.caches.get(dataset.id))
     cache = await uow.caches.configure(
         dataset,
         utcnow(),
@@ -421,20 +483,59 @@ async def set_table_cache(
         refresh_interval_s=data.refresh_interval_s,
         set_refresh_interval="refresh_interval_s" in sent,
     )
+    after = _cache_settings(cache)
+    if after != before:
+        _audit(
+            uow,
+            caller,
+            AUDIT_CACHE_SETTINGS,
+            dataset,
+            "changed",
+            f"cache settings of {schema}.{table}",
+            {"before": before, "after": after},
+        )
     await uow.commit()
     log.info("table cache settings changed", table=f"{schema}.{table}", fields=sorted(sent))
     return CacheOut.of(endpoint.name, schema, table, dataset.id, dataset.fingerprint, cache)
 
 
+def _cache_settings(cache: TableCache | None) -> dict[str, object]:
+    if cache is None:
+        return {"cached": False, "lazyFetch": None, "refreshIntervalS": None}
+    return {
+        "cached": cache.cached,
+        "lazyFetch": cache.lazy_fetch,
+        "refreshIntervalS": cache.refresh_interval_s,
+    }
+
+
 async def set_connection_cache(
-    uow: UnitOfWork, name: str, data: ConnectionCacheIn
+    uow: UnitOfWork, caller: Caller, name: str, data: ConnectionCacheIn
 ) -> ConnectionCacheOut:
     endpoint = await connection(uow, name)
+    before = {
+        "schemaChangePolicy": endpoint.schema_change_policy,
+        "lazyFetch": endpoint.cache_lazy_fetch,
+    }
     if data.schema_change_policy is not None:
         endpoint.schema_change_policy = data.schema_change_policy
     if data.lazy_fetch is not None:
         endpoint.cache_lazy_fetch = data.lazy_fetch
     endpoint.updated_at = utcnow()
+    after = {
+        "schemaChangePolicy": endpoint.schema_change_policy,
+        "lazyFetch": endpoint.cache_lazy_fetch,
+    }
+    if after != before:
+        _audit(
+            uow,
+            caller,
+            AUDIT_CACHE_SETTINGS,
+            endpoint,
+            "changed",
+            f"cache policy of {endpoint.name}",
+            {"before": before, "after": after},
+        )
     await uow.commit()
     return ConnectionCacheOut(
         connection=endpoint.name,

@@ -8,6 +8,7 @@ and the live-update feed to the gateway app. How to add a page: docs/architectur
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import RedirectResponse
@@ -17,7 +18,7 @@ from freshet.contracts import RunCompleted, topic_for
 from freshet.gateway import errors
 from freshet.gateway.settings import GatewaySettings
 from freshet.gateway.ui import live
-from freshet.gateway.ui.pages import auth, datasets, endpoints, runs
+from freshet.gateway.ui.pages import audit, auth, datasets, endpoints, previews, refreshes, runs
 from freshet.gateway.ui.rendering import STATIC
 from freshet.gateway.ui.routing import ui_router
 from freshet.kit.service import ServiceRuntime
@@ -31,12 +32,19 @@ async def not_found(rest: str) -> Response:
     raise errors.NotFound(f"no page at /ui/{rest}")
 
 
+# Page routers in the order they are matched; a new section adds its module here.
+PAGES = (auth, endpoints, runs, datasets, previews, refreshes, audit, live)
+
+
 def install(app: FastAPI, runtime: ServiceRuntime, settings: GatewaySettings) -> None:
     hub = live.LiveRuns(runtime.db, settings.ui_live_poll_s)
     app.state.live_runs = hub
     runtime.subscribe(topic_for(RunCompleted), live.GROUP, hub.on_run_completed)
-    runtime.on_exit_requested(hub.close)
-    runtime.on_stop(_closer(hub))
+    refreshes_hub = live.LiveRefreshes(runtime.db, settings.ui_live_poll_s)
+    app.state.live_refreshes = refreshes_hub
+    for feed in (hub, refreshes_hub):
+        runtime.on_exit_requested(feed.close)
+        runtime.on_stop(_closer(feed))
 
     @app.get("/", include_in_schema=False)
     async def root(request: Request) -> Response:
@@ -47,13 +55,17 @@ def install(app: FastAPI, runtime: ServiceRuntime, settings: GatewaySettings) ->
         return RedirectResponse("/ui/", 307)
 
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
-    for module in (auth, endpoints, runs, datasets, live):
+    for module in PAGES:
         app.include_router(module.router)
+    # What the navigation may link to: its optional sections show only once served.
+    app.state.ui_paths = frozenset(
+        path for route in app.routes if (path := getattr(route, "path", "")).startswith("/ui/")
+    )
     app.include_router(fallback)
 
 
-def _closer(hub: live.LiveRuns) -> Callable[[], Awaitable[None]]:
+def _closer(feed: live.LiveFeed[Any]) -> Callable[[], Awaitable[None]]:
     async def close() -> None:
-        hub.close()
+        feed.close()
 
     return close

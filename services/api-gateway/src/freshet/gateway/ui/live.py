@@ -1,20 +1,24 @@
-"""Runs that change while a page is open, pushed to the browser as server-sent events.
+"""Runs and refreshes that change while a page is open, pushed to the browser as server-sent
+events.
 
-Two feeds, one in-process hub (`LiveRuns`) per gateway process:
+One hub per kind and gateway process (`LiveFeed`): `LiveRuns` (`/ui/live/runs`) and
+`LiveRefreshes` (`/ui/live/refreshes`). While at least one page listens to a hub, it reads
+what is active from the catalog every `FRESHET_UI_LIVE_POLL_S` (one indexed query per process
+and kind, whatever the number of pages):
 
-- **RunCompleted**: the gateway consumes `freshet.run.completed` (group `freshet-gateway.live`,
-  through the kit's consumer wrapper). A finished run reaches open pages within milliseconds
-  of the collector's commit.
-- **The catalog**: while at least one page listens, the hub reads the active (QUEUED and
-  RUNNING) runs every `FRESHET_UI_LIVE_POLL_S` (one indexed query per process, whatever the
-  number of pages). This shows QUEUED → RUNNING, which has no event, and finishes that another
-  gateway replica consumed: replicas share the consumer group, so each sees only some
-  partitions' events.
+- runs: the active (QUEUED and RUNNING) runs. This shows QUEUED -> RUNNING, which has no
+  event, and finishes that another gateway replica consumed. Runs also have an event feed:
+  the gateway consumes `freshet.run.completed` (group `freshet-gateway.live`, through the
+  kit's consumer wrapper), so a finished run reaches open pages within milliseconds.
+- refreshes: the open (queued and in progress) refresh jobs and their tables counted by
+  status; a table starting, ending or failing changes the job's counts. No event feed: the
+  refresher publishes per-table events, but the poll sees every change within the interval,
+  and a consumer group more would cost more than the second it saves.
 
-The stream carries only what changed (run, collection, endpoint, status). The page then
-fetches the rows it shows again (`/ui/runs/{id}/row`, `/ui/endpoints/{id}/row`), through the
-same role checks as any page, so an event never carries more than its listener may read.
-A change announced twice (event and poll) costs one more fetch, nothing else.
+The stream carries only what changed (ids, status, counts). The page then fetches what it
+shows again (`/ui/runs/{id}/row`, `/ui/refreshes/{id}/card`, …), through the same role checks
+as any page, so an event never carries more than its listener may read. A change announced
+twice (event and poll) costs one more fetch, nothing else.
 """
 
 from __future__ import annotations
@@ -23,22 +27,25 @@ import asyncio
 import contextlib
 import json
 import uuid
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
-from typing import Annotated
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import structlog
-from fastapi import Depends, Request, Response
+from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 from prometheus_client import Counter, Gauge
 
 from freshet.catalog import CollectionRun, Database, UnitOfWork
-from freshet.catalog.models import ACTIVE_STATUSES
+from freshet.catalog.models import ACTIVE_STATUSES, RefreshJob
+from freshet.catalog.refresh_listing import JobFilter, find_jobs, progress_of
+from freshet.catalog.refreshes import Progress
 from freshet.contracts import Envelope, RunCompleted
-from freshet.gateway.auth import Role
+from freshet.gateway.refresh_schemas import seed_status
 from freshet.gateway.ui.routing import ui_router
-from freshet.gateway.ui.session import UiUser, user_with
+from freshet.gateway.ui.session import Viewer
 
 log = structlog.get_logger("freshet.gateway.ui")
 
@@ -48,14 +55,30 @@ QUEUE_SIZE = 256
 REMEMBERED = 10_000
 WATCH_LIMIT = 1_000
 
-STREAMS = Gauge("freshet_ui_live_streams", "Open live-update streams of the web UI.")
+STREAMS = Gauge(
+    "freshet_ui_live_streams", "Open live-update streams of the web UI, by kind.", ["kind"]
+)
 CHANGES = Counter(
     "freshet_ui_live_changes_total",
-    "Run changes pushed to web UI pages, by what noticed them (event, poll).",
-    ["source"],
+    "Changes pushed to web UI pages, by kind (run, refresh) and what noticed them (event, poll).",
+    ["kind", "source"],
 )
 
 router = ui_router()
+
+
+class Change(Protocol):
+    """A dataclass (its fields are the event's data) that says what it is about."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    @property
+    def key(self) -> str:
+        """What changed (one run, one refresh)."""
+
+    @property
+    def signature(self) -> str:
+        """Its state: announced again only when this differs from the last one announced."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +87,14 @@ class RunChange:
     collection_id: str | None
     endpoint_id: str
     status: str
+
+    @property
+    def key(self) -> str:
+        return self.run_id
+
+    @property
+    def signature(self) -> str:
+        return self.status
 
     @classmethod
     def of_run(cls, run: CollectionRun) -> RunChange:
@@ -81,14 +112,55 @@ class RunChange:
         )
 
 
-class LiveRuns:
-    """Fans run changes out to every open stream of this process."""
+@dataclass(frozen=True)
+class RefreshChange:
+    refresh_id: str
+    endpoint_id: str
+    # The seed's job status (in_progress, completed, failed) and the tables counted by state.
+    status: str
+    tables_total: int
+    tables_running: int
+    tables_done: int
+    tables_failed: int
+
+    @property
+    def key(self) -> str:
+        return self.refresh_id
+
+    @property
+    def signature(self) -> str:
+        return (
+            f"{self.status}:{self.tables_total}:{self.tables_running}:"
+            f"{self.tables_done}:{self.tables_failed}"
+        )
+
+    @classmethod
+    def of_job(cls, job: RefreshJob, progress: Progress) -> RefreshChange:
+        return cls(
+            str(job.id),
+            str(job.endpoint_id),
+            seed_status(job.status),
+            progress.total,
+            progress.running,
+            progress.completed,
+            progress.failed,
+        )
+
+
+C = TypeVar("C", bound=Change)
+
+
+class LiveFeed(ABC, Generic[C]):
+    """Fans changes of one kind out to every open stream of this process, and polls the
+    catalog for them while at least one stream is open."""
+
+    kind: ClassVar[str]
 
     def __init__(self, db: Database, poll_s: float) -> None:
         self.db = db
         self.poll_s = poll_s
-        self._queues: set[asyncio.Queue[RunChange | None]] = set()
-        # The status last announced per run, so the event and the poll announce a change once.
+        self._queues: set[asyncio.Queue[C | None]] = set()
+        # The state last announced per item, so the event and the poll announce a change once.
         self._announced: OrderedDict[str, str] = OrderedDict()
         self._watcher: asyncio.Task[None] | None = None
         self._closed = False
@@ -97,39 +169,34 @@ class LiveRuns:
     def listeners(self) -> int:
         return len(self._queues)
 
-    def publish(self, change: RunChange, source: str) -> None:
-        if self._announced.get(change.run_id) == change.status:
+    def publish(self, change: C, source: str) -> None:
+        if self._announced.get(change.key) == change.signature:
             return
-        self._announced[change.run_id] = change.status
-        self._announced.move_to_end(change.run_id)
+        self._announced[change.key] = change.signature
+        self._announced.move_to_end(change.key)
         while len(self._announced) > REMEMBERED:
             self._announced.popitem(last=False)
-        CHANGES.labels(source).inc()
+        CHANGES.labels(self.kind, source).inc()
         for queue in list(self._queues):
             if queue.full():
                 # A listener this far behind reloads its rows anyway: drop its oldest change.
                 queue.get_nowait()
             queue.put_nowait(change)
 
-    async def on_run_completed(self, env: Envelope) -> None:
-        """The consumer's handler: nothing to store, so redelivery is harmless."""
-        assert isinstance(env.data, RunCompleted)
-        self.publish(RunChange.of_event(env.data), "event")
-
     @contextlib.asynccontextmanager
-    async def listen(self) -> AsyncIterator[asyncio.Queue[RunChange | None]]:
-        queue: asyncio.Queue[RunChange | None] = asyncio.Queue(QUEUE_SIZE)
+    async def listen(self) -> AsyncIterator[asyncio.Queue[C | None]]:
+        queue: asyncio.Queue[C | None] = asyncio.Queue(QUEUE_SIZE)
         if self._closed:
             queue.put_nowait(None)
         self._queues.add(queue)
-        STREAMS.inc()
+        STREAMS.labels(self.kind).inc()
         if self._watcher is None or self._watcher.done():
-            self._watcher = asyncio.create_task(self._watch(), name="ui live runs")
+            self._watcher = asyncio.create_task(self._watch(), name=f"ui live {self.kind}")
         try:
             yield queue
         finally:
             self._queues.discard(queue)
-            STREAMS.dec()
+            STREAMS.labels(self.kind).dec()
             if not self._queues and self._watcher is not None:
                 self._watcher.cancel()
                 self._watcher = None
@@ -148,8 +215,25 @@ class LiveRuns:
             try:
                 previous = await self._poll(previous)
             except Exception as exc:
-                log.warning("live runs poll failed", error=type(exc).__name__)
+                log.warning("live poll failed", kind=self.kind, error=type(exc).__name__)
             await asyncio.sleep(self.poll_s)
+
+    @abstractmethod
+    async def _poll(self, previous: dict[uuid.UUID, str]) -> dict[uuid.UUID, str]:
+        """Publish what changed since `previous` (the active items' signatures); the active
+        items' signatures now."""
+
+    def format(self, change: C) -> str:
+        return f"event: {self.kind}\ndata: {json.dumps(asdict(change))}\n\n"
+
+
+class LiveRuns(LiveFeed[RunChange]):
+    kind = "run"
+
+    async def on_run_completed(self, env: Envelope) -> None:
+        """The consumer's handler: nothing to store, so redelivery is harmless."""
+        assert isinstance(env.data, RunCompleted)
+        self.publish(RunChange.of_event(env.data), "event")
 
     async def _poll(self, previous: dict[uuid.UUID, str]) -> dict[uuid.UUID, str]:
         async with UnitOfWork(self.db, read_only=True) as uow:
@@ -165,19 +249,33 @@ class LiveRuns:
         return current
 
 
-def _format(change: RunChange) -> str:
-    return f"event: run\ndata: {json.dumps(asdict(change))}\n\n"
+class LiveRefreshes(LiveFeed[RefreshChange]):
+    kind = "refresh"
+
+    async def _poll(self, previous: dict[uuid.UUID, str]) -> dict[uuid.UUID, str]:
+        async with UnitOfWork(self.db, read_only=True) as uow:
+            active = await find_jobs(uow.session, JobFilter(open=True), first=WATCH_LIMIT)
+            ended: list[RefreshJob] = []
+            for job_id in previous.keys() - {job.id for job in active}:
+                job = await uow.refreshes.get(job_id)
+                if job is not None:
+                    ended.append(job)
+            progress = await progress_of(uow.session, [job.id for job in [*active, *ended]])
+        still_open = {job.id for job in active}
+        current: dict[uuid.UUID, str] = {}
+        for job in [*active, *ended]:
+            change = RefreshChange.of_job(job, progress[job.id])
+            if job.id in still_open:
+                current[job.id] = change.signature
+            if previous.get(job.id) != change.signature:
+                self.publish(change, "poll")
+        return current
 
 
-@router.get("/live/runs")
-async def stream(
-    request: Request, _user: Annotated[UiUser, Depends(user_with(Role.viewer))]
-) -> Response:
-    hub: LiveRuns = request.app.state.live_runs
-
+def _stream(feed: LiveFeed[Any]) -> Response:
     async def events() -> AsyncIterator[str]:
         yield "retry: 3000\n\n"
-        async with hub.listen() as queue:
+        async with feed.listen() as queue:
             while True:
                 try:
                     change = await asyncio.wait_for(queue.get(), HEARTBEAT_S)
@@ -186,10 +284,22 @@ async def stream(
                     continue
                 if change is None:
                     return
-                yield _format(change)
+                yield feed.format(change)
 
     return StreamingResponse(
         events(),
         media_type="text/event-stream",
         headers={"cache-control": "no-store", "x-accel-buffering": "no"},
     )
+
+
+@router.get("/live/runs")
+async def run_stream(request: Request, _user: Viewer) -> Response:
+    feed: LiveRuns = request.app.state.live_runs
+    return _stream(feed)
+
+
+@router.get("/live/refreshes")
+async def refresh_stream(request: Request, _user: Viewer) -> Response:
+    feed: LiveRefreshes = request.app.state.live_refreshes
+    return _stream(feed)

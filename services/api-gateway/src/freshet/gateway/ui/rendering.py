@@ -15,13 +15,15 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup, escape
 
 from freshet.catalog.clock import utcnow
+from freshet.catalog.masks import MASKED
 from freshet.gateway.ui.navigation import nav_for
 from freshet.gateway.ui.session import UiUser, current_user, form_csrf, take_flash, viewer_zone
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
 
-# Finished runs and other states, and the badge style (and so colour) each gets.
+# Finished runs and other states (refresh jobs and tables, audit outcomes; any case), and
+# the badge style (and so colour) each gets.
 BADGES = {
     "SUCCEEDED": "ok",
     "FAILED": "bad",
@@ -29,6 +31,24 @@ BADGES = {
     "SKIPPED": "muted",
     "QUEUED": "wait",
     "RUNNING": "busy",
+    "IN_PROGRESS": "busy",
+    "COMPLETED": "ok",
+    "WAITING": "wait",
+    "REQUESTED": "busy",
+    "JOINED": "busy",
+    "STARTED": "busy",
+    "SAMPLED": "ok",
+    "PERSISTED": "ok",
+    "STORED": "ok",
+    "CHANGED": "ok",
+    "REPLAYED": "ok",
+    "RESUMED": "ok",
+    "REFUSED": "bad",
+    "THROTTLED": "wait",
+    "PAUSED": "wait",
+    "DROPPED": "muted",
+    "PURGED": "muted",
+    "STALE_IGNORED": "muted",
 }
 
 
@@ -141,14 +161,44 @@ def badge(status: str | None) -> Markup:
     if not status:
         return Markup('<span class="badge muted">none</span>')
     return Markup('<span class="badge {}">{}</span>').format(
-        BADGES.get(status, "muted"), status.lower().capitalize()
+        BADGES.get(status.upper(), "muted"), status.replace("_", " ").lower().capitalize()
     )
+
+
+def filesize(size: int | None) -> str:
+    if size is None:
+        return "—"
+    value = float(size)
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{int(value):,} {unit}" if unit == "bytes" else f"{value:,.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def thousands(value: int | None) -> str:
+    return "—" if value is None else f"{value:,}"
+
+
+def interval(seconds: float | None) -> str:
+    """A refresh interval in words: "30 s", "15 min", "6 h", "2 days" (rounded down)."""
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return f"{int(seconds)} s"
+    if seconds < 3600:
+        return f"{seconds / 60:g} min"
+    if seconds < 86400:
+        return f"{seconds / 3600:g} h"
+    return f"{seconds / 86400:g} days"
 
 
 def cell(value: Any, limit: int = 200) -> Markup:
     """A preview cell: NULL marked, long text clipped with a visible truncation mark."""
     if value is None:
         return Markup('<span class="null">NULL</span>')
+    if value == MASKED:
+        return Markup('<span class="masked-value">{}</span>').format(MASKED)
     text = value if isinstance(value, str) else str(value)
     if len(text) <= limit:
         return Markup("{}").format(text)
@@ -172,6 +222,10 @@ def _environment() -> Environment:
         badge=badge,
         cell=cell,
         parse_time=parse_time,
+        filesize=filesize,
+        thousands=thousands,
+        interval=interval,
+        span=lambda seconds: _span(abs(float(seconds))) if seconds is not None else "unknown",
     )
     env.globals["escape"] = escape
     return env
@@ -194,7 +248,7 @@ def render(
     values: dict[str, Any] = {
         "request": request,
         "user": user,
-        "nav": nav_for(user),
+        "nav": nav_for(user, getattr(request.app.state, "ui_paths", ())),
         "path": request.url.path,
         "csrf": form_csrf(request, cookies),
         "flash": take_flash(request, cookies),

@@ -52,6 +52,34 @@ ERROR_PAGES: dict[str, tuple[str, str]] = {
     "E_ENDPOINT_NAME_TAKEN": ("Name taken", "Another endpoint has that name."),
     "E_VALIDATION": ("Invalid input", "Correct the input and try again."),
     "E_PAYLOAD_TOO_LARGE": ("Too large", "The form sent was too large."),
+    "E_PREVIEW_DISABLED": (
+        "Previews are disabled",
+        "This endpoint's preview policy does not allow this sample. An administrator can "
+        "change the policy on the endpoint's settings.",
+    ),
+    "E_PREVIEW_OPTED_OUT": (
+        "Opted out of previews",
+        "This dataset is never sampled. An administrator can opt it back in on its page.",
+    ),
+    "E_DATASET_REMOVED": (
+        "Dataset removed",
+        "The last collection run did not find it, so it cannot be sampled or refreshed.",
+    ),
+    "E_PREVIEW_FAILED": (
+        "Sampling failed",
+        "The source did not give a sample; the reason is below. The stored preview, if any, "
+        "is unchanged.",
+    ),
+    "E_PREVIEW_REQUEST_NOT_FOUND": ("Preview request not found", "It may have been pruned."),
+    "E_TABLE_NOT_FOUND": (
+        "Table not found",
+        "It is not in the catalog of its connection: run the connection's collection first.",
+    ),
+    "E_REFRESH_NOT_FOUND": ("Refresh not found", "Check the address, or open Refreshes."),
+    "E_REFRESH_FAILED": (
+        "Refresh failed",
+        "The table's cache was not replaced; the previous version still serves queries.",
+    ),
     "E_INTERNAL": (
         "Something went wrong",
         "This was logged. Try again; if it keeps happening, tell an operator the reference below.",
@@ -59,9 +87,14 @@ ERROR_PAGES: dict[str, tuple[str, str]] = {
 }
 
 
+def wants_fragment(request: Request) -> bool:
+    """Whether the page's script asked (for a part of a page, not a whole one)."""
+    return request.headers.get("x-requested-with") == "fetch"
+
+
 def _wants_page(request: Request) -> bool:
     """Script requests (fragments, live updates) get a short text answer, not a page."""
-    return request.headers.get("x-requested-with") != "fetch" and "text/event-stream" not in (
+    return not wants_fragment(request) and "text/event-stream" not in (
         request.headers.get("accept", "")
     )
 

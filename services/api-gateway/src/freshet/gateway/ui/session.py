@@ -21,11 +21,11 @@ import json
 import secrets
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote, unquote, urlsplit
 from zoneinfo import ZoneInfo
 
-from fastapi import Request, Response
+from fastapi import Depends, Request, Response
 from prometheus_client import Counter
 
 from freshet.catalog.schedules import ScheduleError, parse_timezone
@@ -125,6 +125,13 @@ def user_with(role: Role) -> Callable[[Request], Coroutine[Any, Any, UiUser]]:
         return user
 
     return check
+
+
+# A route's signed-in user with at least that role (pages' parameters; `user.can(...)` in
+# templates offers only what the role may do, these refuse the rest).
+Viewer = Annotated[UiUser, Depends(user_with(Role.viewer))]
+Operator = Annotated[UiUser, Depends(user_with(Role.operator))]
+Admin = Annotated[UiUser, Depends(user_with(Role.admin))]
 
 
 def authenticate(request: Request, token: str) -> Principal | None:

@@ -1,8 +1,9 @@
 """Datasets: search by name, endpoint and label; one dataset with its columns, keys, edges and
 the stored preview with its provenance and age.
 
-The stored preview is the **Cached** one. The live sample (**Preview dataset**, a **Fresh**
-badge) arrives with the preview API: the template leaves a `preview_actions` block for it.
+The stored preview is the **Cached** one; **Preview dataset** (`pages/previews.py`) takes a
+live one, shown **Fresh**. The page also shows the table's cache and its refresh actions
+(`pages/refreshes.py`).
 """
 
 from __future__ import annotations
@@ -10,22 +11,22 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import Depends, Request, Response
+from fastapi import Query, Request, Response
 
 from freshet.catalog.clock import utcnow
 from freshet.catalog.dataset_search import DatasetQuery, dataset_cursor, known_labels
 from freshet.gateway import errors
-from freshet.gateway.auth import Role
 from freshet.gateway.deps import ReadUow
+from freshet.gateway.refresh_schemas import CacheOut
 from freshet.gateway.service_layer import dataset_lookup
 from freshet.gateway.settings import GatewaySettings
+from freshet.gateway.ui.preview_panel import load_panel
 from freshet.gateway.ui.rendering import render
 from freshet.gateway.ui.routing import ui_router
-from freshet.gateway.ui.session import UiUser, user_with
+from freshet.gateway.ui.session import Viewer
 
 router = ui_router()
 
-Viewer = Annotated[UiUser, Depends(user_with(Role.viewer))]
 
 PAGE_SIZE = 50
 MAX_TEXT = 200
@@ -85,14 +86,28 @@ async def search_page(
 
 @router.get("/datasets/{dataset_id}")
 async def dataset_page(
-    dataset_id: uuid.UUID, request: Request, uow: ReadUow, user: Viewer
+    dataset_id: uuid.UUID,
+    request: Request,
+    uow: ReadUow,
+    user: Viewer,
+    follow: Annotated[uuid.UUID | None, Query(alias="request")] = None,
 ) -> Response:
+    """`request`: a manual preview request to follow (the page polls it until answered)."""
     dataset, edges = await dataset_lookup.get_dataset(uow, dataset_id)
     related_ids = {e.source_dataset_id for e in edges} | {e.target_dataset_id for e in edges}
     related = await uow.datasets.many(related_ids - {dataset.id})
-    endpoint = await uow.endpoints.get(dataset.endpoint_id)
     settings: GatewaySettings = request.app.state.settings
-    preview = dataset.payload.get("preview")
+    panel = await load_panel(uow, dataset.id, settings.preview_staleness_s, follow)
+    endpoint = panel.endpoint
+    cache = CacheOut.of(
+        endpoint.name,
+        dataset.schema_name,
+        dataset.name,
+        dataset.id,
+        dataset.fingerprint,
+        await uow.caches.get(dataset.id),
+    )
+    active = await uow.refreshes.active_item(dataset.id)
     return render(
         request,
         "dataset.html",
@@ -102,16 +117,12 @@ async def dataset_page(
             "outgoing": [e for e in edges if e.source_dataset_id == dataset.id],
             "incoming": [e for e in edges if e.target_dataset_id == dataset.id],
             "related": related,
-            "preview": preview if isinstance(preview, dict) else None,
-            "preview_error": dataset.payload.get("previewError"),
-            "opted_out": bool(dataset.payload.get("previewOptOut")),
-            "age": dataset_lookup.preview_age(
-                preview if isinstance(preview, dict) else None,
-                staleness_s=settings.preview_staleness_s,
-                now=utcnow(),
-            ),
+            "panel": panel,
             "staleness_s": settings.preview_staleness_s,
             "primary_key": [str(c) for c in dataset.primary_key],
+            "cache": cache,
+            "active_refresh": active,
+            "min_interval_s": int(settings.min_schedule_interval_s),
         },
         user=user,
     )

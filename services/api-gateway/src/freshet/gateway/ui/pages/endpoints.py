@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Annotated
 
-from fastapi import Depends, Request, Response
+from fastapi import Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from freshet.catalog import Collection, CollectionRun, Endpoint, RunStatus, UnitOfWork
+from freshet.catalog.refresh_listing import JobFilter
 from freshet.connectors import KINDS
 from freshet.gateway import errors
-from freshet.gateway.auth import Role
 from freshet.gateway.deps import ReadUow, Uow, caller_for
 from freshet.gateway.schemas import ConnectionTestOut
-from freshet.gateway.service_layer import collections, endpoints
+from freshet.gateway.service_layer import collections, endpoints, refresh_lookup
 from freshet.gateway.settings import GatewaySettings
 from freshet.gateway.ui.endpoint_form import (
     PREVIEW_POLICIES,
@@ -27,15 +26,20 @@ from freshet.gateway.ui.endpoint_form import (
     parse_change,
     parse_new,
 )
+from freshet.gateway.ui.pages.refreshes import form_defaults
 from freshet.gateway.ui.rendering import render
 from freshet.gateway.ui.routing import ui_router
-from freshet.gateway.ui.session import UiUser, set_flash, user_with
+from freshet.gateway.ui.session import Admin, Operator, UiUser, Viewer, set_flash
 
 router = ui_router()
 
-Viewer = Annotated[UiUser, Depends(user_with(Role.viewer))]
-Operator = Annotated[UiUser, Depends(user_with(Role.operator))]
-Admin = Annotated[UiUser, Depends(user_with(Role.admin))]
+
+# What a connection does to its caches when a run finds a table's columns changed.
+SCHEMA_CHANGE_POLICIES = {
+    "refresh": "refresh: the old version serves until a new one is written (default)",
+    "invalidate": "invalidate: drop the cache at once, then refresh",
+    "ignore": "ignore: keep the old version until refreshed on request",
+}
 
 # Shown when a form has to be shown again: secret values are never written into a page.
 RETYPE_SECRETS = "Secret values are not shown again: type them again before saving."
@@ -179,10 +183,27 @@ async def detail(endpoint_id: uuid.UUID, request: Request, uow: ReadUow, user: V
     row = (await _rows(uow, endpoint_id))[0]
     runs = await uow.runs.find(endpoint_id=endpoint_id, limit=5)
     datasets = await uow.datasets.for_endpoint(endpoint_id)
+    caches = await refresh_lookup.cache_totals(uow, endpoint_id)
+    last_refresh = next(
+        iter(
+            await refresh_lookup.list_jobs(
+                uow, JobFilter(endpoint_id=endpoint_id), first=1, tables_per_job=0
+            )
+        ),
+        None,
+    )
     return render(
         request,
         "endpoint.html",
-        {"row": row, "runs": runs, "dataset_count": len(datasets)},
+        {
+            "row": row,
+            "runs": runs,
+            "dataset_count": len(datasets),
+            "caches": caches,
+            "last_refresh": last_refresh,
+            "policies": SCHEMA_CHANGE_POLICIES,
+            **form_defaults(request),
+        },
         user=user,
     )
 

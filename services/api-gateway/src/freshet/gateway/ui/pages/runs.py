@@ -5,30 +5,34 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import available_timezones
 
-from fastapi import Depends, Request, Response
+from fastapi import Request, Response
 from fastapi.responses import RedirectResponse
 
 from freshet.catalog import Collection, CollectionRun, Endpoint, RunStatus, UnitOfWork
 from freshet.catalog.clock import utcnow
 from freshet.catalog.runs import RunFilter, run_cursor
 from freshet.gateway import errors
-from freshet.gateway.auth import Role
 from freshet.gateway.deps import ReadUow, Uow, caller_for
 from freshet.gateway.schemas import CollectionUpdate
 from freshet.gateway.service_layer import collections, endpoints, runs
 from freshet.gateway.ui.rendering import Clock, render
 from freshet.gateway.ui.routing import ui_router
-from freshet.gateway.ui.session import UiUser, local_path, set_flash, user_with, viewer_zone
+from freshet.gateway.ui.session import (
+    Admin,
+    Operator,
+    UiUser,
+    Viewer,
+    local_path,
+    set_flash,
+    viewer_zone,
+)
 
 router = ui_router()
 
-Viewer = Annotated[UiUser, Depends(user_with(Role.viewer))]
-Operator = Annotated[UiUser, Depends(user_with(Role.operator))]
-Admin = Annotated[UiUser, Depends(user_with(Role.admin))]
 
 PAGE_SIZE = 25
 ZONES = sorted(available_timezones() - {"localtime", "Factory"})

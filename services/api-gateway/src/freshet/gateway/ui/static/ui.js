@@ -1,6 +1,7 @@
 // Freshet web UI: small enhancements over pages that work without script.
 // - reports the browser's time zone (cookie), so the server renders times in it;
-// - live run updates over server-sent events (see freshet/gateway/ui/live.py);
+// - live run and refresh updates over server-sent events (see freshet/gateway/ui/live.py);
+// - Preview dataset without leaving the page, polling the request until it is answered;
 // - connection tests without leaving the form (secrets typed stay in their fields);
 // - the endpoint form shows only the settings of the chosen kind; confirmations.
 "use strict";
@@ -20,27 +21,31 @@
     }
   }
 
-  function fetchHtml(url, options) {
+  // `pageErrors`: answers that are a part of a page even when not 2xx (a refused preview).
+  function fetchHtml(url, options, pageErrors) {
     options = options || {};
     options.headers = Object.assign({ "X-Requested-With": "fetch" }, options.headers || {});
     options.credentials = "same-origin";
     return fetch(url, options).then(function (r) {
       if (r.status === 401) { window.location.reload(); throw new Error("signed out"); }
-      if (!r.ok) throw new Error("HTTP " + r.status);
+      var html = (r.headers.get("content-type") || "").indexOf("text/html") === 0;
+      if (!r.ok && !(pageErrors && html)) {
+        return r.text().then(function (text) { throw new Error(text || "HTTP " + r.status); });
+      }
       return r.text();
     });
   }
 
-  function replaceWith(el, html) {
-    var holder = document.createElement("tbody");
+  // The first element of an HTML fragment (a <template> parses rows and sections alike).
+  function parseOne(html) {
+    var holder = document.createElement("template");
     holder.innerHTML = html.trim();
-    var fresh = holder.firstElementChild;
-    if (!fresh) return;
-    if (fresh.tagName !== el.tagName) {  // a row fragment never needs more than a row
-      var table = document.createElement("table");
-      table.innerHTML = html.trim();
-      fresh = table.querySelector(el.tagName.toLowerCase()) || fresh;
-    }
+    return holder.content.firstElementChild;
+  }
+
+  function replaceWith(el, html) {
+    var fresh = parseOne(html);
+    if (!fresh) return null;
     var focused = el.contains(document.activeElement);
     if (el.classList.contains("highlight")) {  // the run a trigger just made stays marked
       fresh.classList.add("highlight");
@@ -52,6 +57,7 @@
       var target = fresh.querySelector("a, button");
       if (target) target.focus();
     }
+    return fresh;
   }
 
   function refresh(el) {
@@ -74,9 +80,7 @@
       var src = "/ui/runs/" + change.run_id + "/row" + (body.hasAttribute("data-live-wide") ? "?wide=true" : "");
       fetchHtml(src).then(function (html) {
         if (body.querySelector('[data-live="run:' + change.run_id + '"]')) return;
-        var holder = document.createElement("tbody");
-        holder.innerHTML = html.trim();
-        var row = holder.firstElementChild;
+        var row = parseOne(html);
         if (!row) return;
         body.insertBefore(row, body.firstElementChild);
         row.classList.add("updated");
@@ -98,6 +102,54 @@
     insertNew(change);
   }
 
+  // Refresh jobs: update the cards shown (a job that ended moves from "Running" to the top of
+  // "Finished"), add new ones to "Running", and once one ends show the cached tables' new ages
+  // and sizes.
+  function showEmptyNote(list) {
+    var note = list.parentNode.querySelector("[data-live-empty-note]");
+    if (note) note.hidden = list.children.length > 0;
+  }
+
+  function updateJob(card, change) {
+    fetchHtml(card.getAttribute("data-live-src")).then(function (html) {
+      var fresh = replaceWith(card, html);
+      if (!fresh || change.status === "in_progress") return;
+      var running = fresh.closest("[data-live-insert-refresh]");
+      var finished = document.querySelector("[data-live-finished]");
+      if (!running || !finished) return;
+      var focused = fresh.contains(document.activeElement);
+      finished.insertBefore(fresh, finished.firstElementChild);
+      showEmptyNote(running);
+      showEmptyNote(finished);
+      if (focused) { var link = fresh.querySelector("a"); if (link) link.focus(); }
+    }).catch(function () {});
+  }
+
+  function applyRefresh(change) {
+    document.querySelectorAll('[data-live="refresh:' + change.refresh_id + '"]').forEach(function (card) {
+      updateJob(card, change);
+    });
+    document.querySelectorAll("[data-live-insert-refresh]").forEach(function (list) {
+      var scope = list.getAttribute("data-live-insert-refresh");
+      if (scope !== "all" && scope !== "endpoint:" + change.endpoint_id) return;
+      if (change.status !== "in_progress") return;
+      if (document.querySelector('[data-live="refresh:' + change.refresh_id + '"]')) return;
+      fetchHtml("/ui/refreshes/" + change.refresh_id + "/card").then(function (html) {
+        if (document.querySelector('[data-live="refresh:' + change.refresh_id + '"]')) return;
+        var card = parseOne(html);
+        if (!card) return;
+        list.insertBefore(card, list.firstElementChild);
+        card.classList.add("updated");
+        showEmptyNote(list);
+      }).catch(function () {});
+    });
+    if (change.status === "in_progress") return;
+    document.querySelectorAll("[data-live-refetch]").forEach(function (el) {
+      fetchHtml(el.getAttribute("data-live-refetch")).then(function (html) { el.innerHTML = html; })
+        .catch(function () {});
+    });
+  }
+
   function listen() {
     var url = document.body.getAttribute("data-live-stream");
     if (!url || !window.EventSource) return;
@@ -111,6 +163,9 @@
     });
     source.addEventListener("run", function (event) {
       try { applyChange(JSON.parse(event.data)); } catch (e) { /* a malformed change is skipped */ }
+    });
+    source.addEventListener("refresh", function (event) {
+      try { applyRefresh(JSON.parse(event.data)); } catch (e) { /* a malformed change is skipped */ }
     });
     window.addEventListener("pagehide", function () { source.close(); });
   }
@@ -173,9 +228,68 @@
     });
   }
 
+  // Preview dataset: post in the background and swap the panel in; while the request is still
+  // sampling (the panel has data-poll) look at it again, backing off, until it is answered.
+  var POLL_FIRST_MS = 500, POLL_MAX_MS = 3000, POLL_GIVE_UP_MS = 5 * 60 * 1000;
+
+  function swapPanel(panel, html, started) {
+    var fresh = replaceWith(panel, html);
+    if (!fresh) return;
+    fresh.classList.remove("updated");
+    var news = fresh.querySelector(".problem-note, .provenance, .sampling");
+    if (news && panel.hasAttribute("data-focus-news")) { news.setAttribute("tabindex", "-1"); news.focus(); }
+    poll(fresh, started || Date.now(), POLL_FIRST_MS);
+  }
+
+  function poll(panel, started, delay) {
+    var src = panel.getAttribute("data-poll");
+    if (!src) return;
+    if (Date.now() - started > POLL_GIVE_UP_MS) return;  // its "Check again" link stays
+    window.setTimeout(function () {
+      if (!document.body.contains(panel)) return;
+      fetchHtml(src).then(function (html) {
+        var fresh = parseOne(html);
+        if (fresh && fresh.hasAttribute("data-poll")) {
+          poll(panel, started, Math.min(delay * 2, POLL_MAX_MS));  // still sampling: keep it
+          return;
+        }
+        panel.setAttribute("data-focus-news", "");
+        swapPanel(panel, html, started);
+      }).catch(function () { poll(panel, started, POLL_MAX_MS); });
+    }, delay);
+  }
+
+  function previews() {
+    document.addEventListener("submit", function (event) {
+      var form = event.target;
+      if (!form.matches || !form.matches("form[data-preview-form]") || event.defaultPrevented) return;
+      event.preventDefault();
+      var panel = form.closest("section");
+      var button = form.querySelector("button");
+      button.disabled = true;
+      button.textContent = "Sampling…";
+      fetchHtml(form.getAttribute("action"), {
+        method: "POST", body: new FormData(form), headers: { "X-CSRF-Token": csrf },
+      }, true).then(function (html) {
+        panel.setAttribute("data-focus-news", "");
+        swapPanel(panel, html);
+      }).catch(function (e) {
+        button.disabled = false;
+        button.textContent = "Preview dataset";
+        var out = document.createElement("p");
+        out.className = "error small";
+        out.setAttribute("role", "alert");
+        out.textContent = "The preview could not be asked for: " + e.message;
+        form.parentNode.appendChild(out);
+      });
+    });
+    document.querySelectorAll("[data-poll]").forEach(function (panel) { poll(panel, Date.now(), POLL_FIRST_MS); });
+  }
+
   reportTimeZone();
   kindSwitch();
   connectionTests();
   confirmations();
+  previews();
   listen();
 })();
