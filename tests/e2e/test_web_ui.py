@@ -580,6 +580,32 @@ async def test_refresh_a_connection_from_its_endpoint_page(
     await shot(page, screenshots, "refreshes-connection")
 
 
+async def test_a_query_fetches_an_uncached_table_and_shows_its_rows_and_a_refusal(
+    context: BrowserContext, system: System, screenshots: Path
+) -> None:
+    connection = await pg_connection(system, unique("ui-query"))
+    page = await sign_in(context, system, "viewer")
+    await page.goto("/ui/endpoints")
+    await page.get_by_role("navigation", name="Main").get_by_role("link", name="Query").click()
+    sql = page.get_by_label("SQL")
+
+    await sql.fill(f'SELECT count(*) AS customers FROM "{connection["name"]}"."shop"."customers"')
+    await page.get_by_role("button", name="Run query").click()
+
+    result = page.locator("section.query-result")
+    await expect(result).to_contain_text("1 row", timeout=LIVE_TIMEOUT_MS)
+    await expect(result.locator("tbody td").first).to_have_text("120")
+    await expect(result).to_contain_text("fetched for this query")
+    await shot(page, screenshots, "query")
+
+    await page.get_by_label("SQL").fill("SELECT * FROM read_csv('/etc/passwd')")
+    await page.get_by_role("button", name="Run query").click()
+
+    await expect(page.get_by_role("alert")).to_contain_text("not run")
+    await expect(page.get_by_label("SQL")).to_have_value("SELECT * FROM read_csv('/etc/passwd')")
+    await shot(page, screenshots, "query-refused")
+
+
 async def test_the_audit_log_shows_previews_and_refreshes_to_an_admin_not_a_viewer(
     context: BrowserContext, system: System, screenshots: Path
 ) -> None:

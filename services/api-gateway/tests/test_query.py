@@ -641,3 +641,46 @@ async def test_a_lost_cache_file_is_a_clear_error_without_paths(
     response = await query(client, auth, 'SELECT * FROM "gone"."public"."t"')
     error_of(response, 503, "E_QUERY_CACHE_UNAVAILABLE")
     assert str(store.root) not in response.text
+
+
+# --- the web UI's query console -----------------------------------------------------------------
+
+
+async def test_the_query_console_runs_a_query_and_shows_rows_tables_and_refusals(
+    open_ui: Callable[..., Awaitable[Any]], catalogue: Catalogue, put_version: PutVersion
+) -> None:
+    ids = await catalogue("shop", ("public", "orders"))
+    await put_version(ids[("public", "orders")], ORDERS)
+    viewer = await open_ui("viewer")
+
+    page = await viewer.get("/ui/query")
+    ran = await viewer.post(
+        "/ui/query",
+        {"sql": 'SELECT id, label FROM "shop"."public"."orders" ORDER BY id', "limit": "2"},
+    )
+    refused = await viewer.post("/ui/query", {"sql": "COPY (SELECT 1) TO '/tmp/x.csv'"})
+    no_token = await viewer.post("/ui/query", {"sql": "SELECT 1"}, csrf=False)
+
+    assert page.status_code == 200
+    assert '"shop"."public"."orders"' in page.text, "cached tables are listed"
+    assert 'href="/ui/query"' in page.text, "the navigation offers the console"
+    assert ran.status_code == 200, ran.text
+    assert "2 rows" in ran.text
+    assert "truncated at 2" in ran.text
+    assert "<td>1</td><td>a</td>" in ran.text.replace("\n", "")
+    assert "Tables read" in ran.text
+    assert refused.status_code == 400
+    assert "E_QUERY_NOT_SELECT" in refused.text
+    assert "COPY (SELECT 1)" in refused.text, "the SQL is kept for another try"
+    assert no_token.status_code == 403
+
+
+async def test_the_query_console_asks_a_signed_out_visitor_to_sign_in(
+    open_ui: Callable[..., Awaitable[Any]],
+) -> None:
+    visitor = await open_ui()
+
+    response = await visitor.get("/ui/query", follow_redirects=False)
+
+    assert response.status_code in (303, 307)
+    assert response.headers["location"].startswith("/ui/sign-in")

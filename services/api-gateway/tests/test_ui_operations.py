@@ -496,21 +496,19 @@ def signed_in_as(role: Role) -> UiUser:
     return UiUser(principal=Principal(name="someone", role=role), csrf="")
 
 
-async def test_the_navigation_keeps_a_slot_for_the_query_console(
+async def test_the_navigation_offers_the_query_console_only_where_it_is_served(
     open_ui: Open, gateway_app: FastAPI
 ) -> None:
     page = (await (await open_ui("admin")).get("/ui/endpoints")).text
 
     assert 'href="/ui/refreshes"' in page
     assert 'href="/ui/audit"' in page
-    # No page serves /ui/query on this branch: no link to it.
-    assert "/ui/query" not in page
-    assert "/ui/query" not in gateway_app.state.ui_paths
-    # Once a router serves it (the query console's branch), the slot shows its link.
-    assert [i.label for i in nav_for(signed_in_as(Role.viewer), {"/ui/query"})] == [
+    assert 'href="/ui/query"' in page
+    assert "/ui/query" in gateway_app.state.ui_paths
+    # An optional section is a slot: without a page serving it, no link.
+    assert [i.label for i in nav_for(signed_in_as(Role.viewer), set())] == [
         "Endpoints",
         "Runs",
         "Datasets",
         "Refreshes",
-        "Query",
     ]

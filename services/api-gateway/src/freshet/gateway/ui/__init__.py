@@ -18,7 +18,16 @@ from freshet.contracts import RunCompleted, topic_for
 from freshet.gateway import errors
 from freshet.gateway.settings import GatewaySettings
 from freshet.gateway.ui import live
-from freshet.gateway.ui.pages import audit, auth, datasets, endpoints, previews, refreshes, runs
+from freshet.gateway.ui.pages import (
+    audit,
+    auth,
+    datasets,
+    endpoints,
+    previews,
+    query,
+    refreshes,
+    runs,
+)
 from freshet.gateway.ui.rendering import STATIC
 from freshet.gateway.ui.routing import ui_router
 from freshet.kit.service import ServiceRuntime
@@ -33,7 +42,7 @@ async def not_found(rest: str) -> Response:
 
 
 # Page routers in the order they are matched; a new section adds its module here.
-PAGES = (auth, endpoints, runs, datasets, previews, refreshes, audit, live)
+PAGES = (auth, endpoints, runs, datasets, previews, refreshes, query, audit, live)
 
 
 def install(app: FastAPI, runtime: ServiceRuntime, settings: GatewaySettings) -> None:
@@ -59,7 +68,7 @@ def install(app: FastAPI, runtime: ServiceRuntime, settings: GatewaySettings) ->
         app.include_router(module.router)
     # What the navigation may link to: its optional sections show only once served.
     app.state.ui_paths = frozenset(
-        path for route in app.routes if (path := getattr(route, "path", "")).startswith("/ui/")
+        path for module in PAGES for route in module.router.routes if (path := route.path)
     )
     app.include_router(fallback)
 
