@@ -5,6 +5,7 @@ against the running system."""
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -462,6 +463,24 @@ async def test_the_collection_page_shows_the_schedule_in_words_and_filters_runs(
     assert second.count('data-live="run:') == 5
     assert ids[0] in second
     assert ids[0] not in page.split("<tbody", 1)[1]
+
+
+async def test_a_live_page_names_when_it_was_read_and_a_bad_since_is_refused(
+    open_ui: Open, create_endpoint: CreateEndpoint
+) -> None:
+    endpoint = await sqlite_endpoint(create_endpoint)
+    viewer = await open_ui("viewer")
+    before = time.time()
+    page = (await viewer.get(f"/ui/collections/{endpoint['collection_id']}")).text
+    after = time.time()
+
+    since = re.search(r'data-live-since="([0-9.]+)"', page)
+    assert since is not None
+    # Taken before the page read the catalog, so its stream misses no change made after.
+    assert before - 0.001 <= float(since.group(1)) <= after
+    assert 'data-live-stream="/ui/live/runs"' in page
+    refused = await viewer.fetch("/ui/live/runs?since=yesterday")
+    assert refused.status_code == 422
 
 
 async def test_an_invalid_schedule_is_explained_and_not_saved(

@@ -12,7 +12,13 @@ from typing import Any
 from freshet.catalog import Database, RunStatus, UnitOfWork
 from freshet.catalog.clock import utcnow
 from freshet.contracts import RunCompleted
-from freshet.gateway.ui.live import LiveRefreshes, LiveRuns, RefreshChange, RunChange
+from freshet.gateway.ui.live import (
+    REPLAY_S,
+    LiveRefreshes,
+    LiveRuns,
+    RefreshChange,
+    RunChange,
+)
 
 CreateEndpoint = Callable[..., Awaitable[dict[str, Any]]]
 Trigger = Callable[[str], Awaitable[dict[str, Any]]]
@@ -40,6 +46,32 @@ async def test_a_change_reaches_every_listener_once(catalog: Database) -> None:
             assert await next_change(queue) == change("SUCCEEDED")
             assert queue.empty()
     assert hub.listeners == 0
+
+
+async def test_a_page_that_connects_late_gets_the_changes_made_since_it_was_read(
+    catalog: Database,
+) -> None:
+    # A page read at t=1000 while r1 was QUEUED connects after another page's stream saw r1
+    # start and r2 end; without the catch-up it would show r1 QUEUED until r1 ends.
+    now = [990.0]
+    hub = LiveRuns(catalog, poll_s=60, clock=lambda: now[0])
+    async with hub.listen():
+        hub.publish(change("SUCCEEDED", run_id="r0"), "event")  # before the page: it shows it
+        hub.publish(change("QUEUED"), "poll")
+        now[0] = 1_001.0
+        hub.publish(change("RUNNING"), "poll")
+        hub.publish(change("SUCCEEDED", run_id="r2"), "event")
+
+        async with hub.listen(since=1_000.0) as late:
+            replayed = [late.get_nowait() for _ in range(late.qsize())]
+        async with hub.listen() as unnamed:
+            assert unnamed.empty()
+        now[0] = 1_001.0 + REPLAY_S + 1
+        async with hub.listen(since=1_000.0) as too_late:
+            assert too_late.empty()
+
+    # The newest state of each item changed since the page was read, in order.
+    assert replayed == [change("RUNNING"), change("SUCCEEDED", run_id="r2")]
 
 
 async def test_a_finished_run_event_becomes_a_change() -> None:

@@ -15,6 +15,13 @@ and kind, whatever the number of pages):
   refresher publishes per-table events, but the poll sees every change within the interval,
   and a consumer group more would cost more than the second it saves.
 
+A page connects its stream a moment after it was rendered, and reconnects after a network
+blip; what the hub announced in between would be lost to it. So the page names when the server
+began reading it (`?since=`, epoch seconds), and a new stream first gets the changes announced
+after that (the newest per item, at most `REPLAY_S` seconds back): a run that started or ended
+between render and connect still reaches the page, and what the page already shows is not
+sent again.
+
 The stream carries only what changed (ids, status, counts). The page then fetches what it
 shows again (`/ui/runs/{id}/row`, `/ui/refreshes/{id}/card`, …), through the same role checks
 as any page, so an event never carries more than its listener may read. A change announced
@@ -26,15 +33,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 import uuid
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, Protocol, TypeVar
 
 import structlog
-from fastapi import Request, Response
+from fastapi import Query, Request, Response
 from fastapi.responses import StreamingResponse
 from prometheus_client import Counter, Gauge
 
@@ -53,6 +61,9 @@ GROUP = "freshet-gateway.live"
 HEARTBEAT_S = 15.0
 QUEUE_SIZE = 256
 REMEMBERED = 10_000
+# How far back a new stream is caught up: longer than a page takes to render and connect, or
+# to reconnect after a blip, on a loaded machine.
+REPLAY_S = 60.0
 WATCH_LIMIT = 1_000
 
 STREAMS = Gauge(
@@ -65,6 +76,8 @@ CHANGES = Counter(
 )
 
 router = ui_router()
+# When the page was read (epoch seconds); a page that gives none is caught up with nothing.
+Since = Annotated[float | None, Query(ge=0, le=1e11)]
 
 
 class Change(Protocol):
@@ -156,12 +169,18 @@ class LiveFeed(ABC, Generic[C]):
 
     kind: ClassVar[str]
 
-    def __init__(self, db: Database, poll_s: float) -> None:
+    def __init__(
+        self, db: Database, poll_s: float, clock: Callable[[], float] = time.time
+    ) -> None:
         self.db = db
         self.poll_s = poll_s
+        self._clock = clock
         self._queues: set[asyncio.Queue[C | None]] = set()
         # The state last announced per item, so the event and the poll announce a change once.
         self._announced: OrderedDict[str, str] = OrderedDict()
+        # The newest change per item with when it was announced, oldest first: what a new
+        # stream is caught up with.
+        self._recent: OrderedDict[str, tuple[float, C]] = OrderedDict()
         self._watcher: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -176,6 +195,10 @@ class LiveFeed(ABC, Generic[C]):
         self._announced.move_to_end(change.key)
         while len(self._announced) > REMEMBERED:
             self._announced.popitem(last=False)
+        now = self._clock()
+        self._recent[change.key] = (now, change)
+        self._recent.move_to_end(change.key)
+        self._forget_before(now - REPLAY_S)
         CHANGES.labels(self.kind, source).inc()
         for queue in list(self._queues):
             if queue.full():
@@ -184,10 +207,17 @@ class LiveFeed(ABC, Generic[C]):
             queue.put_nowait(change)
 
     @contextlib.asynccontextmanager
-    async def listen(self) -> AsyncIterator[asyncio.Queue[C | None]]:
+    async def listen(self, since: float | None = None) -> AsyncIterator[asyncio.Queue[C | None]]:
+        """A stream of changes; with `since` (epoch seconds, when its page was read), first
+        the changes announced after it."""
         queue: asyncio.Queue[C | None] = asyncio.Queue(QUEUE_SIZE)
         if self._closed:
             queue.put_nowait(None)
+        elif since is not None:
+            self._forget_before(self._clock() - REPLAY_S)
+            missed = [c for at, c in self._recent.values() if at >= since]
+            for change in missed[-QUEUE_SIZE:]:
+                queue.put_nowait(change)
         self._queues.add(queue)
         STREAMS.labels(self.kind).inc()
         if self._watcher is None or self._watcher.done():
@@ -200,6 +230,13 @@ class LiveFeed(ABC, Generic[C]):
             if not self._queues and self._watcher is not None:
                 self._watcher.cancel()
                 self._watcher = None
+
+    def _forget_before(self, cutoff: float) -> None:
+        while self._recent:
+            announced_at, _ = next(iter(self._recent.values()))
+            if announced_at >= cutoff:
+                return
+            self._recent.popitem(last=False)
 
     def close(self) -> None:
         """End every stream (the gateway is stopping); browsers reconnect elsewhere."""
@@ -272,10 +309,10 @@ class LiveRefreshes(LiveFeed[RefreshChange]):
         return current
 
 
-def _stream(feed: LiveFeed[Any]) -> Response:
+def _stream(feed: LiveFeed[Any], since: float | None) -> Response:
     async def events() -> AsyncIterator[str]:
         yield "retry: 3000\n\n"
-        async with feed.listen() as queue:
+        async with feed.listen(since) as queue:
             while True:
                 try:
                     change = await asyncio.wait_for(queue.get(), HEARTBEAT_S)
@@ -294,12 +331,12 @@ def _stream(feed: LiveFeed[Any]) -> Response:
 
 
 @router.get("/live/runs")
-async def run_stream(request: Request, _user: Viewer) -> Response:
+async def run_stream(request: Request, _user: Viewer, since: Since = None) -> Response:
     feed: LiveRuns = request.app.state.live_runs
-    return _stream(feed)
+    return _stream(feed, since)
 
 
 @router.get("/live/refreshes")
-async def refresh_stream(request: Request, _user: Viewer) -> Response:
+async def refresh_stream(request: Request, _user: Viewer, since: Since = None) -> Response:
     feed: LiveRefreshes = request.app.state.live_refreshes
-    return _stream(feed)
+    return _stream(feed, since)

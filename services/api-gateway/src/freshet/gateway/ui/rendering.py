@@ -254,6 +254,8 @@ def render(
         "flash": take_flash(request, cookies),
         "t": Clock(viewer_zone(request), utcnow()),
         "correlation_id": getattr(request.state, "correlation_id", ""),
+        # The page's live stream is caught up from here (see `live`): what it read is older.
+        "live_since": f"{getattr(request.state, 'received_at', 0.0):.3f}",
     }
     values.update(context or {})
     response = HTMLResponse(ENV.get_template(template).render(values), status_code=status)

@@ -8,6 +8,7 @@ own error codes or checks.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import quote
@@ -153,6 +154,8 @@ class UiRoute(APIRoute):
         handle = super().get_route_handler()
 
         async def guarded(request: Request) -> Response:
+            # Before anything is read: a live page asks for the changes announced since then.
+            request.state.received_at = time.time()
             try:
                 if request.method not in SAFE_METHODS:
                     await verify_csrf(request)

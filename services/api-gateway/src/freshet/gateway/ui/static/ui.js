@@ -69,7 +69,10 @@
 
   function insertNew(change) {
     document.querySelectorAll("[data-live-empty]").forEach(function (el) {
-      if (matchesScope(el.getAttribute("data-live-empty"), change)) window.location.reload();
+      if (!matchesScope(el.getAttribute("data-live-empty"), change)) return;
+      var wanted = el.getAttribute("data-live-filter-status");
+      if (wanted && wanted !== change.status) return;
+      window.location.reload();
     });
     document.querySelectorAll("tbody[data-live-insert]").forEach(function (body) {
       if (!matchesScope(body.getAttribute("data-live-insert"), change)) return;
@@ -153,6 +156,10 @@
   function listen() {
     var url = document.body.getAttribute("data-live-stream");
     if (!url || !window.EventSource) return;
+    // Changes announced after the server began reading this page: none is missed between
+    // the page and its stream (see freshet/gateway/ui/live.py).
+    var since = document.body.getAttribute("data-live-since");
+    if (since) url += "?since=" + encodeURIComponent(since);
     var source = new EventSource(url);
     var indicators = document.querySelectorAll("[data-live-indicator]");
     source.addEventListener("open", function () {
