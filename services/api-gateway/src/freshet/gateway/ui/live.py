@@ -169,9 +169,7 @@ class LiveFeed(ABC, Generic[C]):
 
     kind: ClassVar[str]
 
-    def __init__(
-        self, db: Database, poll_s: float, clock: Callable[[], float] = time.time
-    ) -> None:
+    def __init__(self, db: Database, poll_s: float, clock: Callable[[], float] = time.time) -> None:
         self.db = db
         self.poll_s = poll_s
         self._clock = clock
