@@ -39,3 +39,18 @@ async def test_a_stop_request_before_the_start_does_nothing(tmp_path: Path) -> N
     runtime.request_exit()
 
     await runtime.db.dispose()
+
+
+async def test_the_server_loop_ticks_slowly_yet_stops_at_once_when_asked() -> None:
+    config = uvicorn.Config(FastAPI())
+    config.load()
+    server = _Server(config, None)
+    server.tick_s = 60.0  # a stop must not wait for the next tick
+    loop_task = asyncio.create_task(server.main_loop())
+    await asyncio.sleep(0.05)
+    assert not loop_task.done()
+    assert any(name == b"date" for name, _ in server.server_state.default_headers)
+
+    server.handle_exit(signal.SIGTERM, None)
+
+    await asyncio.wait_for(loop_task, 10)

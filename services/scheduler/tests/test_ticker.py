@@ -162,8 +162,8 @@ async def test_two_tickers_fire_each_tick_once(
     sqlite_catalog: Database, clock: Clock, ticker: Ticker
 ) -> None:
     other = Ticker(sqlite_catalog, holder="scheduler-b", source="/freshet/scheduler", clock=clock)
-    assert await ticker._lead()
-    assert not await other._lead(), "one holds the lease"
+    assert (await ticker._lead())[0]
+    assert not (await other._lead())[0], "one holds the lease"
     cid = await collection(sqlite_catalog, clock, "*/15 * * * *")
     clock.now = datetime(2026, 6, 1, 9, 15, 1, tzinfo=UTC)
     # Even if both tick (a lease handed over while the old holder still runs):
@@ -324,7 +324,7 @@ async def test_two_running_tickers_fire_every_tick_once_and_hand_over_when_one_s
             holder=holder,
             source="/freshet/scheduler",
             lease_ttl=timedelta(seconds=1),
-            max_sleep_s=0.2,
+            standby_poll_s=0.2,
         )
 
     first, second = start("scheduler-a"), start("scheduler-b")
@@ -342,3 +342,28 @@ async def test_two_running_tickers_fire_every_tick_once_and_hand_over_when_one_s
     assert len(runs) >= 4, f"fires went on after a ticker stopped: {ticks}"
     # Every second between the first and last fire was fired or skipped, none lost.
     assert (ticks[-1] - ticks[0]).total_seconds() == len(ticks) - 1
+
+
+async def test_a_running_leader_finds_a_schedule_another_process_wrote_without_a_wake_up(
+    sqlite_catalog: Database,
+) -> None:
+    # A table's refresh interval is written by the gateway, which cannot wake this process:
+    # the leader must still see it, at its next lease renewal (a third of the TTL).
+    ticker = Ticker(
+        sqlite_catalog,
+        holder="scheduler-a",
+        source="/freshet/scheduler",
+        lease_ttl=timedelta(seconds=1.5),
+    )
+    await ticker.start()
+    try:
+        await asyncio.sleep(0.3)  # leading, idle: nothing is due
+        wall = Clock(datetime.now(UTC))
+        cid = await collection(sqlite_catalog, wall, "* * * * * *")
+        for _ in range(40):
+            if await runs_of(sqlite_catalog, cid):
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await ticker.stop()
+    assert await runs_of(sqlite_catalog, cid), "the new schedule was never fired"

@@ -12,6 +12,7 @@ reverse, and in-flight handlers get `graceful_timeout_s` to finish and commit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -194,16 +195,36 @@ class ServiceRuntime:
 
 
 class _Server(uvicorn.Server):
-    """Tells the app's runtime when a stop is asked for (see `on_exit_requested`)."""
+    """Tells the app's runtime when a stop is asked for (see `on_exit_requested`), and ticks
+    once a second instead of uvicorn's ten times: its tick only refreshes the Date header
+    (whole seconds) and looks for a stop, which now also wakes it at once. Ten wake-ups a
+    second were a tenth of what an idle service costs."""
+
+    tick_s = 1.0
 
     def __init__(self, config: uvicorn.Config, runtime: ServiceRuntime | None) -> None:
         super().__init__(config)
         self.runtime = runtime
+        self._exit_asked: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
+        if self._loop is not None and self._exit_asked is not None:
+            # A signal handler may run in the middle of the loop's own work: only the
+            # thread-safe call may touch it.
+            self._loop.call_soon_threadsafe(self._exit_asked.set)
         if self.runtime is not None:
             self.runtime.request_exit()
+
+    async def main_loop(self) -> None:
+        self._loop, self._exit_asked = asyncio.get_running_loop(), asyncio.Event()
+        counter = 0
+        while not await self.on_tick(counter):
+            # uvicorn refreshes the Date header when counter % 10 == 0: every tick, here.
+            counter = (counter + 10) % 864_000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._exit_asked.wait(), timeout=self.tick_s)
 
 
 def serve(app: FastAPI, settings: Settings) -> None:

@@ -72,7 +72,7 @@ class Ticker:
         catch_up: timedelta = timedelta(seconds=60),
         lease_ttl: timedelta = timedelta(seconds=5),
         clock: Clock = utcnow,
-        max_sleep_s: float = 1.0,
+        standby_poll_s: float = 1.0,
         actions: Mapping[str, Action] | None = None,
         batch_size: int = 500,
     ) -> None:
@@ -82,7 +82,8 @@ class Ticker:
         self.catch_up = catch_up
         self.lease_ttl = lease_ttl
         self.clock = clock
-        self.max_sleep_s = max_sleep_s
+        # A standby asks for the lease this often (a killed leader is replaced within TTL + this).
+        self.standby_poll_s = standby_poll_s
         self.actions: Mapping[str, Action] = actions or {COLLECTION: FireCollections(source)}
         self.batch_size = batch_size
         self._wake = asyncio.Event()
@@ -108,23 +109,30 @@ class Ticker:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        renew_s = self.lease_ttl.total_seconds() / 3
         leading, renewed_at, exported_at = False, -1e9, -1e9
+        due: datetime | None = None
         while True:
-            sleep_s = self.max_sleep_s
+            sleep_s = self.standby_poll_s
             try:
-                # A standby asks for the lease every loop; the leader renews a third into it.
-                if not leading or loop.time() - renewed_at >= self.lease_ttl.total_seconds() / 3:
-                    leading = await self._lead()
+                # A standby asks for the lease every loop; the leader renews it a third into
+                # its TTL, and reads the earliest due tick in the same transaction. So idle, the
+                # leader wakes only to renew: changes of collections wake it at once (an event),
+                # other processes' writes (a table's refresh interval) are seen at the renewal.
+                export = loop.time() - exported_at >= STATE_EXPORT_INTERVAL_S
+                if not leading or loop.time() - renewed_at >= renew_s:
+                    leading, due = await self._lead(export_states=export)
                     renewed_at = loop.time()
-                if leading:
-                    export = loop.time() - exported_at >= STATE_EXPORT_INTERVAL_S
+                elif self._wake.is_set():
                     due = await self._next_due(export_states=export)
+                if leading:
                     exported_at = loop.time() if export else exported_at
-                    # Idle, one read a loop; the due rows are read only when something is due.
                     if due is not None and due <= self.clock():
                         await self.tick()
                         due = await self._next_due(export_states=False)
-                    sleep_s = self._sleep_until(due)
+                    sleep_s = min(
+                        self._sleep_until(due), max(0.0, renewed_at + renew_s - loop.time())
+                    )
             except Exception as exc:
                 leading = False
                 log.warning("scheduler tick failed", error=describe_error(exc))
@@ -132,27 +140,33 @@ class Ticker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=sleep_s)
 
-    async def _lead(self) -> bool:
+    async def _lead(self, *, export_states: bool = False) -> tuple[bool, datetime | None]:
+        """Take or renew the lease; when leading, the earliest due tick as well."""
+        due: datetime | None = None
         async with UnitOfWork(self.db) as uow:
             leading = await uow.leases.try_acquire(LEASE, self.holder, self.lease_ttl)
+            if leading:
+                due = await self._read_due(uow, export_states=export_states)
             await uow.commit()
         LEADER.set(1 if leading else 0)
-        return leading
+        return leading, due
 
     async def _next_due(self, *, export_states: bool) -> datetime | None:
         async with UnitOfWork(self.db, read_only=True) as uow:
-            due = await uow.schedules.next_due_at()
-            if export_states:
-                for state, count in (await uow.schedules.count_by_state()).items():
-                    SCHEDULES.labels(state).set(count)
+            return await self._read_due(uow, export_states=export_states)
+
+    @staticmethod
+    async def _read_due(uow: UnitOfWork, *, export_states: bool) -> datetime | None:
+        due = await uow.schedules.next_due_at()
+        if export_states:
+            for state, count in (await uow.schedules.count_by_state()).items():
+                SCHEDULES.labels(state).set(count)
         return due
 
     def _sleep_until(self, due: datetime | None) -> float:
-        # max_sleep_s bounds the sleep: schedules written by other processes (a table's refresh
-        # interval) are seen within it, and the lease is renewed in time (well under its TTL).
         if due is None:
-            return self.max_sleep_s
-        return max(0.0, min(self.max_sleep_s, (due - self.clock()).total_seconds()))
+            return float("inf")
+        return max(0.0, (due - self.clock()).total_seconds())
 
     async def tick(self) -> int:
         """Fire every due schedule once; how many ticks fired."""
