@@ -156,6 +156,39 @@ class Schedule(Timestamps, Base):
     paused_by: Mapped[str | None] = mapped_column(String(200), default=None)
 
 
+class ArmedFire(Base):
+    """A collection schedule's next tick, worked out ahead of time (issue 4): the run it makes,
+    the `CollectionRequested` outbox row, and the tick after it. At the due instant the ticker
+    fires every armed tick in a few set-based statements instead of building each fire then.
+
+    An arm is valid only while its schedule still has the nominal tick, cron, zone and jitter
+    it was worked out from; a changed schedule is fired the ordinary way (and armed again).
+    """
+
+    __tablename__ = "armed_fires"
+
+    schedule_id: Mapped[str] = mapped_column(
+        ForeignKey("schedules.id", ondelete="CASCADE"), primary_key=True
+    )
+    nominal: Mapped[datetime]
+    due_at: Mapped[datetime]
+    cron: Mapped[str] = mapped_column(String(120))
+    timezone: Mapped[str] = mapped_column(String(64))
+    jitter_s: Mapped[int] = mapped_column(Integer)
+    run_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    collection_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    workflow_id: Mapped[str] = mapped_column(String(120))
+    next_fire_at: Mapped[datetime]
+    next_due_at: Mapped[datetime]
+    event_id: Mapped[str] = mapped_column(String(64))
+    event_type: Mapped[str] = mapped_column(String(120))
+    topic: Mapped[str] = mapped_column(String(200))
+    key: Mapped[str] = mapped_column(String(200))
+    value: Mapped[str] = mapped_column(Text)
+    headers: Mapped[list[Any]]
+
+
 class CollectionRun(Timestamps, Base):
     __tablename__ = "collection_runs"
     __table_args__ = (

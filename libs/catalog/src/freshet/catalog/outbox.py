@@ -23,10 +23,15 @@ OUTBOX = cast(Table, OutboxMessage.__table__)
 
 
 def outbox_values(
-    event: Event, source: str, correlation_id: str | None = None, event_id: str | None = None
+    event: Event,
+    source: str,
+    correlation_id: str | None = None,
+    event_id: str | None = None,
+    time: datetime | None = None,
 ) -> dict[str, Any]:
-    """The columns of an event's outbox row: the encoded message, ready to send as it is."""
-    msg = encode(event, source=source, correlation_id=correlation_id, event_id=event_id)
+    """The columns of an event's outbox row: the encoded message, ready to send as it is.
+    `time` is when the event happens, if not now (an armed tick: its due time)."""
+    msg = encode(event, source=source, correlation_id=correlation_id, event_id=event_id, time=time)
     headers = {k: v.decode() for k, v in msg.headers}
     return {
         "event_id": headers["ce_id"],

@@ -20,6 +20,7 @@ from typing import Self
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from freshet.catalog.armed_fires import ArmedFireRepository
 from freshet.catalog.audit import AuditRepository
 from freshet.catalog.caches import CacheRepository
 from freshet.catalog.database import Database
@@ -46,6 +47,7 @@ class UnitOfWork:
     inbox: InboxRepository
     leases: LeaseRepository
     schedules: ScheduleRepository
+    armed: ArmedFireRepository
     dead_letters: DeadLetterRepository
     previews: PreviewRepository
     audit: AuditRepository
@@ -66,6 +68,7 @@ class UnitOfWork:
         self.inbox = InboxRepository(self.session)
         self.leases = LeaseRepository(self.session)
         self.schedules = ScheduleRepository(self.session)
+        self.armed = ArmedFireRepository(self.session)
         self.dead_letters = DeadLetterRepository(self.session)
         self.previews = PreviewRepository(self.session)
         self.audit = AuditRepository(self.session)

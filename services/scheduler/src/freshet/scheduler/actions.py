@@ -18,9 +18,11 @@ from typing import Any, Protocol
 import structlog
 
 from freshet.catalog import RunStatus, UnitOfWork
+from freshet.catalog.armed_fires import ArmCandidate
 from freshet.catalog.endpoints import CollectionState
+from freshet.catalog.outbox import outbox_values
 from freshet.catalog.runs import run_values
-from freshet.catalog.schedules import DueSchedule, scheduled_run_id
+from freshet.catalog.schedules import DueSchedule, plan_next, scheduled_run_id
 from freshet.contracts import (
     CollectionRequested,
     Event,
@@ -49,6 +51,58 @@ class Action(Protocol):
 def _nominal(row: DueSchedule) -> datetime:
     assert row.next_fire_at is not None
     return row.next_fire_at
+
+
+def _queued_run(
+    schedule_id: str,
+    collection_id: uuid.UUID,
+    endpoint_id: uuid.UUID,
+    run_id: uuid.UUID,
+    nominal: datetime,
+) -> dict[str, Any]:
+    return run_values(
+        run_id=run_id,
+        collection_id=collection_id,
+        endpoint_id=endpoint_id,
+        trigger_source="schedule",
+        requested_by=schedule_id,
+        requested_at=nominal,
+    )
+
+
+def _requested(
+    schedule_id: str,
+    collection_id: uuid.UUID,
+    endpoint_id: uuid.UUID,
+    run_id: uuid.UUID,
+    nominal: datetime,
+) -> CollectionRequested:
+    return CollectionRequested(
+        collection_id=collection_id,
+        run_id=run_id,
+        endpoint_id=endpoint_id,
+        trigger_source="schedule",
+        requested_by=schedule_id,
+        requested_at=nominal,
+    )
+
+
+def _outbox_columns(values: dict[str, Any]) -> dict[str, Any]:
+    """An outbox row's columns as an arm keeps them (the row gets its time when fired)."""
+    return {k: v for k, v in values.items() if k != "created_at"}
+
+
+@dataclass
+class Plan:
+    """What `plan_next` needs of a schedule, for working out the tick after an armed one."""
+
+    id: str
+    cron: str | None
+    interval_s: int | None
+    timezone: str
+    jitter_s: int
+    next_fire_at: datetime | None
+    due_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -87,6 +141,37 @@ class FireCollections:
         await uow.outbox.add_many(events, source=self.source)
         return fired
 
+    def arm(self, candidates: Sequence[ArmCandidate]) -> list[dict[str, Any]]:
+        """What firing each candidate's next tick will write, worked out now (`armed_fires`):
+        the same run and `CollectionRequested` as `_queue`, and the tick after it."""
+        arms: list[dict[str, Any]] = []
+        for c in candidates:
+            run_id = scheduled_run_id(c.id, c.next_fire_at)
+            run = _queued_run(c.id, c.collection_id, c.endpoint_id, run_id, c.next_fire_at)
+            event = _requested(c.id, c.collection_id, c.endpoint_id, run_id, c.next_fire_at)
+            after = Plan(c.id, c.cron, None, c.timezone, c.jitter_s, None, None)
+            plan_next(after, c.next_fire_at)
+            assert after.next_fire_at is not None
+            assert after.due_at is not None
+            arms.append(
+                {
+                    "schedule_id": c.id,
+                    "nominal": c.next_fire_at,
+                    "due_at": c.due_at,
+                    "cron": c.cron,
+                    "timezone": c.timezone,
+                    "jitter_s": c.jitter_s,
+                    "run_id": run_id,
+                    "collection_id": c.collection_id,
+                    "endpoint_id": c.endpoint_id,
+                    "workflow_id": run["workflow_id"],
+                    "next_fire_at": after.next_fire_at,
+                    "next_due_at": after.due_at,
+                    **_outbox_columns(outbox_values(event, self.source, time=c.due_at)),
+                }
+            )
+        return arms
+
     @staticmethod
     def _queue(
         row: DueSchedule,
@@ -95,26 +180,9 @@ class FireCollections:
         runs: list[dict[str, Any]],
         events: list[Event],
     ) -> None:
-        runs.append(
-            run_values(
-                run_id=run_id,
-                collection_id=collection.id,
-                endpoint_id=collection.endpoint_id,
-                trigger_source="schedule",
-                requested_by=row.id,
-                requested_at=_nominal(row),
-            )
-        )
-        events.append(
-            CollectionRequested(
-                collection_id=collection.id,
-                run_id=run_id,
-                endpoint_id=collection.endpoint_id,
-                trigger_source="schedule",
-                requested_by=row.id,
-                requested_at=_nominal(row),
-            )
-        )
+        nominal = _nominal(row)
+        runs.append(_queued_run(row.id, collection.id, collection.endpoint_id, run_id, nominal))
+        events.append(_requested(row.id, collection.id, collection.endpoint_id, run_id, nominal))
 
     @staticmethod
     def _skip(
