@@ -16,20 +16,13 @@ from sqlalchemy import delete, func, select
 from freshet.catalog import Database, RunStatus, UnitOfWork
 from freshet.catalog.models import ArmedFire
 from freshet.catalog.schedules import scheduled_run_id
+from freshet.devstack.testing import SetClock
 from freshet.scheduler.ticker import Ticker
 
 SOURCE = "/freshet/scheduler"
 START = datetime(2026, 6, 1, 9, 14, 55, tzinfo=UTC)
 TICK = datetime(2026, 6, 1, 9, 15, tzinfo=UTC)
 AFTER_TICK = datetime(2026, 6, 1, 9, 15, 0, 300_000, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -40,16 +33,16 @@ async def db(catalog_url: str) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(START)
+def clock() -> SetClock:
+    return SetClock(START)
 
 
 @pytest.fixture
-def ticker(db: Database, clock: Clock) -> Ticker:
+def ticker(db: Database, clock: SetClock) -> Ticker:
     return Ticker(db, holder="scheduler-a", source=SOURCE, clock=clock)
 
 
-async def collection(db: Database, clock: Clock, cron: str = "*/15 * * * *") -> uuid.UUID:
+async def collection(db: Database, clock: SetClock, cron: str = "*/15 * * * *") -> uuid.UUID:
     async with UnitOfWork(db) as uow:
         endpoint = await uow.endpoints.add(
             name=f"ep-{uuid.uuid4().hex[:6]}", kind="sqlite", config={"path": "/x.db"}
@@ -60,7 +53,7 @@ async def collection(db: Database, clock: Clock, cron: str = "*/15 * * * *") -> 
         return made.id
 
 
-async def change(db: Database, clock: Clock, collection_id: uuid.UUID, **fields: Any) -> None:
+async def change(db: Database, clock: SetClock, collection_id: uuid.UUID, **fields: Any) -> None:
     async with UnitOfWork(db) as uow:
         found = await uow.collections.get(collection_id)
         assert found is not None
@@ -98,7 +91,7 @@ async def state(db: Database, collection_id: uuid.UUID) -> dict[str, Any]:
 
 
 async def test_an_armed_tick_fires_exactly_as_an_ordinary_fire_would(
-    db: Database, clock: Clock, ticker: Ticker
+    db: Database, clock: SetClock, ticker: Ticker
 ) -> None:
     armed_cid, plain_cid = await collection(db, clock), await collection(db, clock)
     assert await ticker.arm() == 2
@@ -134,7 +127,7 @@ async def test_an_armed_tick_fires_exactly_as_an_ordinary_fire_would(
 
 
 async def test_an_arm_is_not_fired_before_its_tick_is_due(
-    db: Database, clock: Clock, ticker: Ticker
+    db: Database, clock: SetClock, ticker: Ticker
 ) -> None:
     cid = await collection(db, clock)
     await ticker.arm()
@@ -144,7 +137,7 @@ async def test_an_arm_is_not_fired_before_its_tick_is_due(
 
 
 async def test_arms_of_schedules_changed_after_arming_never_fire_as_armed(
-    db: Database, clock: Clock, ticker: Ticker
+    db: Database, clock: SetClock, ticker: Ticker
 ) -> None:
     edited, paused, disabled, busy = [await collection(db, clock) for _ in range(4)]
     await ticker.arm()
@@ -179,7 +172,7 @@ async def test_arms_of_schedules_changed_after_arming_never_fire_as_armed(
 
 
 async def test_a_deleted_collection_takes_its_arm_along(
-    db: Database, clock: Clock, ticker: Ticker
+    db: Database, clock: SetClock, ticker: Ticker
 ) -> None:
     cid = await collection(db, clock)
     await ticker.arm()
@@ -195,7 +188,7 @@ async def test_a_deleted_collection_takes_its_arm_along(
 
 
 async def test_an_armed_tick_whose_run_exists_falls_back_and_fires_once(
-    db: Database, clock: Clock, ticker: Ticker
+    db: Database, clock: SetClock, ticker: Ticker
 ) -> None:
     # However it happened (a second ticker, a restore), the run of the tick exists: the
     # database refuses the armed batch and the ordinary path records the duplicate.
@@ -222,7 +215,7 @@ async def test_an_armed_tick_whose_run_exists_falls_back_and_fires_once(
 
 
 async def test_two_tickers_fire_an_armed_tick_once(
-    db: Database, clock: Clock, ticker: Ticker
+    db: Database, clock: SetClock, ticker: Ticker
 ) -> None:
     other = Ticker(db, holder="scheduler-b", source=SOURCE, clock=clock)
     cid = await collection(db, clock)

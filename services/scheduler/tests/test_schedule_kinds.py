@@ -22,6 +22,7 @@ from freshet.catalog.schedules import (
     scheduled_run_id,
     table_refresh_schedule_id,
 )
+from freshet.devstack.testing import SetClock
 from freshet.scheduler.actions import Action, FireCollections, RefreshTables, SweepPreviews
 from freshet.scheduler.ticker import Ticker
 
@@ -29,20 +30,12 @@ SOURCE = "/freshet/scheduler"
 START = datetime(2026, 6, 1, 9, 0, 0, tzinfo=UTC)
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(START)
+def clock() -> SetClock:
+    return SetClock(START)
 
 
-def make_ticker(db: Database, clock: Clock, **kwargs: Any) -> Ticker:
+def make_ticker(db: Database, clock: SetClock, **kwargs: Any) -> Ticker:
     actions: dict[str, Action] = {
         COLLECTION: FireCollections(SOURCE),
         PREVIEW_SWEEP: SweepPreviews(
@@ -53,7 +46,9 @@ def make_ticker(db: Database, clock: Clock, **kwargs: Any) -> Ticker:
     return Ticker(db, holder="scheduler-a", source=SOURCE, clock=clock, actions=actions, **kwargs)
 
 
-async def new_collection(db: Database, clock: Clock, cron: str, *, jitter_s: int = 0) -> uuid.UUID:
+async def new_collection(
+    db: Database, clock: SetClock, cron: str, *, jitter_s: int = 0
+) -> uuid.UUID:
     async with UnitOfWork(db) as uow:
         endpoint = await uow.endpoints.add(
             name=f"ep-{uuid.uuid4().hex[:8]}", kind="sqlite", config={"path": "/x.db"}
@@ -129,7 +124,7 @@ def test_jitter_is_the_same_on_every_replica_and_within_bounds() -> None:
 
 
 async def test_a_jittered_tick_fires_at_its_delay_under_its_nominal_run_id(
-    sqlite_catalog: Database, clock: Clock
+    sqlite_catalog: Database, clock: SetClock
 ) -> None:
     ticker = make_ticker(sqlite_catalog, clock)
     cid = await new_collection(sqlite_catalog, clock, "*/15 * * * *", jitter_s=120)
@@ -147,7 +142,7 @@ async def test_a_jittered_tick_fires_at_its_delay_under_its_nominal_run_id(
 
 
 async def test_changing_only_the_jitter_keeps_the_next_tick(
-    sqlite_catalog: Database, clock: Clock
+    sqlite_catalog: Database, clock: SetClock
 ) -> None:
     cid = await new_collection(sqlite_catalog, clock, "*/15 * * * *")
     async with UnitOfWork(sqlite_catalog) as uow:
@@ -172,7 +167,7 @@ async def test_changing_only_the_jitter_keeps_the_next_tick(
 
 
 async def test_many_schedules_sharing_a_tick_fire_once_each_across_batches(
-    sqlite_catalog: Database, clock: Clock
+    sqlite_catalog: Database, clock: SetClock
 ) -> None:
     ticker = make_ticker(sqlite_catalog, clock, batch_size=40)
     ids = [await new_collection(sqlite_catalog, clock, "0 * * * *") for _ in range(101)]
@@ -187,7 +182,7 @@ async def test_many_schedules_sharing_a_tick_fire_once_each_across_batches(
 
 
 async def test_a_batch_the_database_refuses_is_fired_again_one_by_one(
-    sqlite_catalog: Database, clock: Clock, monkeypatch: pytest.MonkeyPatch
+    sqlite_catalog: Database, clock: SetClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """As when a trigger makes a collection active between the check and the insert (possible
     on PostgreSQL): the batch is refused as a whole, and each schedule fires on its own."""
@@ -234,7 +229,7 @@ def test_interval_ticks_are_phase_shifted_per_schedule_and_periodic() -> None:
 
 
 async def test_a_table_refresh_schedule_asks_the_refresher_once_per_tick(
-    sqlite_catalog: Database, clock: Clock
+    sqlite_catalog: Database, clock: SetClock
 ) -> None:
     ticker = make_ticker(sqlite_catalog, clock)
     endpoint_id, tables = await new_endpoint_with_tables(sqlite_catalog, "orders")
@@ -268,7 +263,7 @@ async def test_a_table_refresh_schedule_asks_the_refresher_once_per_tick(
 
 
 async def test_a_removed_table_is_not_refreshed_and_a_deleted_one_loses_its_schedule(
-    sqlite_catalog: Database, clock: Clock
+    sqlite_catalog: Database, clock: SetClock
 ) -> None:
     ticker = make_ticker(sqlite_catalog, clock)
     endpoint_id, tables = await new_endpoint_with_tables(sqlite_catalog, "a", "b")
@@ -296,7 +291,7 @@ async def test_a_removed_table_is_not_refreshed_and_a_deleted_one_loses_its_sche
 
 
 async def test_the_preview_sweep_requests_stale_and_never_sampled_previews_only(
-    sqlite_catalog: Database, clock: Clock
+    sqlite_catalog: Database, clock: SetClock
 ) -> None:
     ticker = make_ticker(sqlite_catalog, clock)
     _, auto = await new_endpoint_with_tables(sqlite_catalog, "fresh", "stale", "never", "opted_out")
@@ -321,7 +316,7 @@ async def test_the_preview_sweep_requests_stale_and_never_sampled_previews_only(
 
 
 async def test_the_preview_sweep_asks_for_at_most_its_batch_oldest_first(
-    sqlite_catalog: Database, clock: Clock
+    sqlite_catalog: Database, clock: SetClock
 ) -> None:
     ticker = make_ticker(sqlite_catalog, clock, sweep_batch=2)
     _, tables = await new_endpoint_with_tables(sqlite_catalog, "t1", "t2", "t3")
@@ -337,7 +332,7 @@ async def test_the_preview_sweep_asks_for_at_most_its_batch_oldest_first(
 
 
 async def test_interval_ticks_missed_in_downtime_are_counted_not_fired(
-    sqlite_catalog: Database, clock: Clock
+    sqlite_catalog: Database, clock: SetClock
 ) -> None:
     ticker = make_ticker(sqlite_catalog, clock)
     _, tables = await new_endpoint_with_tables(sqlite_catalog, "t")

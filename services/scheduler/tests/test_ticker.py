@@ -16,22 +16,14 @@ from prometheus_client import REGISTRY
 from freshet.catalog import Database, RunStatus, UnitOfWork
 from freshet.catalog.schedules import scheduled_run_id
 from freshet.contracts import CollectionChanged
-from freshet.devstack.testing import envelope_of
+from freshet.devstack.testing import SetClock, envelope_of
 from freshet.scheduler.handlers import handle_collection_changed
 from freshet.scheduler.ticker import Ticker
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(datetime(2026, 6, 1, 9, 0, 0, tzinfo=UTC))
+def clock() -> SetClock:
+    return SetClock(datetime(2026, 6, 1, 9, 0, 0, tzinfo=UTC))
 
 
 class ArmingTicker(Ticker):
@@ -44,13 +36,13 @@ class ArmingTicker(Ticker):
 
 
 @pytest.fixture(params=["ordinary", "armed"])
-def ticker(request: pytest.FixtureRequest, sqlite_catalog: Database, clock: Clock) -> Ticker:
+def ticker(request: pytest.FixtureRequest, sqlite_catalog: Database, clock: SetClock) -> Ticker:
     kind = ArmingTicker if request.param == "armed" else Ticker
     return kind(sqlite_catalog, holder="scheduler-a", source="/freshet/scheduler", clock=clock)
 
 
 async def collection(
-    db: Database, clock: Clock, cron: str | None, tz: str = "UTC", enabled: bool = True
+    db: Database, clock: SetClock, cron: str | None, tz: str = "UTC", enabled: bool = True
 ) -> uuid.UUID:
     async with UnitOfWork(db) as uow:
         endpoint = await uow.endpoints.add(
@@ -64,7 +56,7 @@ async def collection(
         return made.id
 
 
-async def change(db: Database, clock: Clock, collection_id: uuid.UUID, **fields: Any) -> None:
+async def change(db: Database, clock: SetClock, collection_id: uuid.UUID, **fields: Any) -> None:
     async with UnitOfWork(db) as uow:
         found = await uow.collections.get(collection_id)
         assert found is not None
@@ -94,7 +86,7 @@ async def pending(db: Database, topic: str) -> list[dict[str, Any]]:
     return [json.loads(r.value) for r in rows if r.topic == topic]
 
 
-async def advance_to(ticker: Ticker, clock: Clock, until: datetime, step: timedelta) -> None:
+async def advance_to(ticker: Ticker, clock: SetClock, until: datetime, step: timedelta) -> None:
     """Let time pass, ticking as the loop would (every `step`)."""
     while clock.now < until:
         clock.now = min(until, clock.now + step)
@@ -105,7 +97,7 @@ async def advance_to(ticker: Ticker, clock: Clock, until: datetime, step: timede
 
 
 async def test_a_collection_with_a_cron_has_exactly_one_schedule(
-    sqlite_catalog: Database, clock: Clock
+    sqlite_catalog: Database, clock: SetClock
 ) -> None:
     cid = await collection(sqlite_catalog, clock, "*/15 * * * *")
     for _ in range(2):
@@ -127,7 +119,7 @@ async def test_a_collection_with_a_cron_has_exactly_one_schedule(
 
 
 async def test_manual_only_and_deleted_collections_have_no_schedule(
-    sqlite_catalog: Database, clock: Clock
+    sqlite_catalog: Database, clock: SetClock
 ) -> None:
     cid = await collection(sqlite_catalog, clock, "0 * * * *")
     await change(sqlite_catalog, clock, cid, cron=None)
@@ -146,7 +138,7 @@ async def test_manual_only_and_deleted_collections_have_no_schedule(
 
 
 async def test_a_tick_queues_one_run_with_an_id_derived_from_the_tick(
-    sqlite_catalog: Database, clock: Clock, ticker: Ticker
+    sqlite_catalog: Database, clock: SetClock, ticker: Ticker
 ) -> None:
     cid = await collection(sqlite_catalog, clock, "*/15 * * * *")
     assert (await schedule_of(sqlite_catalog, cid)).next_fire_at == datetime(
@@ -169,7 +161,7 @@ async def test_a_tick_queues_one_run_with_an_id_derived_from_the_tick(
 
 
 async def test_two_tickers_fire_each_tick_once(
-    sqlite_catalog: Database, clock: Clock, ticker: Ticker
+    sqlite_catalog: Database, clock: SetClock, ticker: Ticker
 ) -> None:
     other = Ticker(sqlite_catalog, holder="scheduler-b", source="/freshet/scheduler", clock=clock)
     assert (await ticker._lead())[0]
@@ -183,7 +175,7 @@ async def test_two_tickers_fire_each_tick_once(
 
 
 async def test_a_fire_while_a_run_is_active_records_a_skipped_run(
-    sqlite_catalog: Database, clock: Clock, ticker: Ticker
+    sqlite_catalog: Database, clock: SetClock, ticker: Ticker
 ) -> None:
     cid = await collection(sqlite_catalog, clock, "*/15 * * * *")
     async with UnitOfWork(sqlite_catalog) as uow:
@@ -207,7 +199,7 @@ async def test_a_fire_while_a_run_is_active_records_a_skipped_run(
 
 
 async def test_a_late_tick_within_the_catch_up_window_fires_once(
-    sqlite_catalog: Database, clock: Clock, ticker: Ticker
+    sqlite_catalog: Database, clock: SetClock, ticker: Ticker
 ) -> None:
     cid = await collection(sqlite_catalog, clock, "*/15 * * * *")
     clock.now = datetime(2026, 6, 1, 9, 15, 45, tzinfo=UTC)  # down for 45 s
@@ -217,7 +209,7 @@ async def test_a_late_tick_within_the_catch_up_window_fires_once(
 
 
 async def test_ticks_older_than_the_catch_up_window_are_counted_not_fired(
-    sqlite_catalog: Database, clock: Clock, ticker: Ticker
+    sqlite_catalog: Database, clock: SetClock, ticker: Ticker
 ) -> None:
     before = (
         REGISTRY.get_sample_value("freshet_scheduler_missed_ticks_total", {"kind": "collection"})
@@ -238,7 +230,7 @@ async def test_ticks_older_than_the_catch_up_window_are_counted_not_fired(
 
 
 async def test_changing_the_cron_never_fires_ticks_before_the_change(
-    sqlite_catalog: Database, clock: Clock, ticker: Ticker
+    sqlite_catalog: Database, clock: SetClock, ticker: Ticker
 ) -> None:
     cid = await collection(sqlite_catalog, clock, "0 * * * *")
     clock.now = datetime(2026, 6, 1, 9, 40, tzinfo=UTC)
@@ -251,7 +243,7 @@ async def test_changing_the_cron_never_fires_ticks_before_the_change(
 
 
 async def test_pause_stops_fires_and_resume_does_not_catch_up(
-    sqlite_catalog: Database, clock: Clock, ticker: Ticker
+    sqlite_catalog: Database, clock: SetClock, ticker: Ticker
 ) -> None:
     cid = await collection(sqlite_catalog, clock, "*/15 * * * *")
     await change(sqlite_catalog, clock, cid, enabled=False)
@@ -268,7 +260,7 @@ async def test_pause_stops_fires_and_resume_does_not_catch_up(
 
 
 async def test_a_schedule_deleted_between_due_and_fire_fires_nothing(
-    sqlite_catalog: Database, clock: Clock, ticker: Ticker
+    sqlite_catalog: Database, clock: SetClock, ticker: Ticker
 ) -> None:
     cid = await collection(sqlite_catalog, clock, "*/15 * * * *")
     nominal = datetime(2026, 6, 1, 9, 15, tzinfo=UTC)
@@ -293,7 +285,7 @@ async def test_a_schedule_deleted_between_due_and_fire_fires_nothing(
 )
 async def test_a_daily_0230_schedule_fires_once_on_dst_days(
     sqlite_catalog: Database,
-    clock: Clock,
+    clock: SetClock,
     ticker: Ticker,
     zone: str,
     spring: datetime,
@@ -325,7 +317,7 @@ async def test_a_daily_0230_schedule_fires_once_on_dst_days(
 async def test_two_running_tickers_fire_every_tick_once_and_hand_over_when_one_stops(
     sqlite_catalog: Database,
 ) -> None:
-    wall = Clock(datetime.now(UTC))
+    wall = SetClock(datetime.now(UTC))
     cid = await collection(sqlite_catalog, wall, "* * * * * *")  # every second (seconds first)
 
     def start(holder: str) -> Ticker:
@@ -368,7 +360,7 @@ async def test_a_running_leader_finds_a_schedule_another_process_wrote_without_a
     await ticker.start()
     try:
         await asyncio.sleep(0.3)  # leading, idle: nothing is due
-        wall = Clock(datetime.now(UTC))
+        wall = SetClock(datetime.now(UTC))
         cid = await collection(sqlite_catalog, wall, "* * * * * *")
         for _ in range(40):
             if await runs_of(sqlite_catalog, cid):

@@ -218,6 +218,14 @@ def jitter_for(schedule_id: str, nominal: datetime, jitter_s: int) -> timedelta:
     return timedelta(milliseconds=millis)
 
 
+def cron_tick_after(
+    schedule_id: str, cron: str, timezone: str, jitter_s: int, after: datetime
+) -> tuple[datetime, datetime]:
+    """A cron schedule's first tick strictly after `after` (UTC), and when it is due."""
+    nominal = next_fire(cron, timezone, after).astimezone(UTC)
+    return nominal, nominal + jitter_for(schedule_id, nominal, jitter_s)
+
+
 def plan_next(row: Timed, after: datetime) -> None:
     """Move the schedule to its first tick after `after`, and when that tick is due."""
     row.next_fire_at = next_tick(row, after)

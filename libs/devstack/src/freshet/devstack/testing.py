@@ -254,6 +254,17 @@ async def sqlite_catalog(new_database: DatabaseFactory) -> AsyncIterator[Databas
     await database.dispose()
 
 
+class SetClock:
+    """A clock a test sets: `clock()` is `clock.now` (an aware UTC datetime), for code that takes
+    its time from an injected callable (the scheduler's ticker)."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
 async def read_topics(bootstrap: str, *topics: str, timeout: float = 5.0) -> list[Any]:
     """Every record of the topics from the beginning, read for `timeout` seconds."""
     consumer = AIOKafkaConsumer(

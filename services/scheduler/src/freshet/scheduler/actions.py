@@ -22,7 +22,7 @@ from freshet.catalog.armed_fires import ArmCandidate
 from freshet.catalog.endpoints import CollectionState
 from freshet.catalog.outbox import outbox_values
 from freshet.catalog.runs import run_values
-from freshet.catalog.schedules import DueSchedule, plan_next, scheduled_run_id
+from freshet.catalog.schedules import DueSchedule, cron_tick_after, scheduled_run_id
 from freshet.contracts import (
     CollectionRequested,
     Event,
@@ -53,56 +53,27 @@ def _nominal(row: DueSchedule) -> datetime:
     return row.next_fire_at
 
 
-def _queued_run(
+def _scheduled_run(
     schedule_id: str,
     collection_id: uuid.UUID,
     endpoint_id: uuid.UUID,
     run_id: uuid.UUID,
     nominal: datetime,
-) -> dict[str, Any]:
-    return run_values(
-        run_id=run_id,
-        collection_id=collection_id,
-        endpoint_id=endpoint_id,
-        trigger_source="schedule",
-        requested_by=schedule_id,
-        requested_at=nominal,
-    )
-
-
-def _requested(
-    schedule_id: str,
-    collection_id: uuid.UUID,
-    endpoint_id: uuid.UUID,
-    run_id: uuid.UUID,
-    nominal: datetime,
-) -> CollectionRequested:
-    return CollectionRequested(
-        collection_id=collection_id,
-        run_id=run_id,
-        endpoint_id=endpoint_id,
-        trigger_source="schedule",
-        requested_by=schedule_id,
-        requested_at=nominal,
-    )
+) -> tuple[dict[str, Any], CollectionRequested]:
+    """A tick's QUEUED run (its columns) and the event that asks the collector for it."""
+    fields: dict[str, Any] = {
+        "collection_id": collection_id,
+        "endpoint_id": endpoint_id,
+        "trigger_source": "schedule",
+        "requested_by": schedule_id,
+        "requested_at": nominal,
+    }
+    return run_values(run_id=run_id, **fields), CollectionRequested(run_id=run_id, **fields)
 
 
 def _outbox_columns(values: dict[str, Any]) -> dict[str, Any]:
     """An outbox row's columns as an arm keeps them (the row gets its time when fired)."""
     return {k: v for k, v in values.items() if k != "created_at"}
-
-
-@dataclass
-class Plan:
-    """What `plan_next` needs of a schedule, for working out the tick after an armed one."""
-
-    id: str
-    cron: str | None
-    interval_s: int | None
-    timezone: str
-    jitter_s: int
-    next_fire_at: datetime | None
-    due_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -147,12 +118,12 @@ class FireCollections:
         arms: list[dict[str, Any]] = []
         for c in candidates:
             run_id = scheduled_run_id(c.id, c.next_fire_at)
-            run = _queued_run(c.id, c.collection_id, c.endpoint_id, run_id, c.next_fire_at)
-            event = _requested(c.id, c.collection_id, c.endpoint_id, run_id, c.next_fire_at)
-            after = Plan(c.id, c.cron, None, c.timezone, c.jitter_s, None, None)
-            plan_next(after, c.next_fire_at)
-            assert after.next_fire_at is not None
-            assert after.due_at is not None
+            run, event = _scheduled_run(
+                c.id, c.collection_id, c.endpoint_id, run_id, c.next_fire_at
+            )
+            next_fire_at, next_due_at = cron_tick_after(
+                c.id, c.cron, c.timezone, c.jitter_s, c.next_fire_at
+            )
             arms.append(
                 {
                     "schedule_id": c.id,
@@ -165,8 +136,8 @@ class FireCollections:
                     "collection_id": c.collection_id,
                     "endpoint_id": c.endpoint_id,
                     "workflow_id": run["workflow_id"],
-                    "next_fire_at": after.next_fire_at,
-                    "next_due_at": after.due_at,
+                    "next_fire_at": next_fire_at,
+                    "next_due_at": next_due_at,
                     **_outbox_columns(outbox_values(event, self.source, time=c.due_at)),
                 }
             )
@@ -180,9 +151,11 @@ class FireCollections:
         runs: list[dict[str, Any]],
         events: list[Event],
     ) -> None:
-        nominal = _nominal(row)
-        runs.append(_queued_run(row.id, collection.id, collection.endpoint_id, run_id, nominal))
-        events.append(_requested(row.id, collection.id, collection.endpoint_id, run_id, nominal))
+        run, event = _scheduled_run(
+            row.id, collection.id, collection.endpoint_id, run_id, _nominal(row)
+        )
+        runs.append(run)
+        events.append(event)
 
     @staticmethod
     def _skip(
