@@ -170,3 +170,48 @@ async def test_events_another_process_commits_leave_on_its_notice_not_at_the_nex
         await producer.stop()
         await relay_db.dispose()
         await other_process.dispose()
+
+
+async def test_events_committed_while_the_relay_publishes_leave_at_once(
+    catalog_url: str, embedded_broker: EmbeddedBroker
+) -> None:
+    """A commit that wakes the relay while a pass is running must not wait for the safety
+    poll (the wake used to be cleared after the pass, and with it lost)."""
+    settings = Settings(
+        kafka_bootstrap=embedded_broker.bootstrap,
+        database_url=catalog_url,
+        relay_poll_interval_s=60,
+    )
+    await ensure_topics(embedded_broker.bootstrap)
+    db = Database(catalog_url)
+    producer = make_producer(settings, "relay-test")
+    await producer.start()
+    relay = OutboxRelay(settings, db, producer, holder="test")
+    in_pass, go_on = asyncio.Event(), asyncio.Event()
+    real_pass = relay.publish_pending
+
+    async def slow_pass() -> int:
+        sent = await real_pass()
+        if not go_on.is_set():
+            in_pass.set()  # the outbox is read (empty); the pass has not ended
+            await go_on.wait()
+        return sent
+
+    relay.publish_pending = slow_pass  # type: ignore[method-assign]
+    try:
+        await relay.start()
+        await asyncio.wait_for(in_pass.wait(), 10)
+        # While that pass runs, this process commits (the commit wakes the relay), then
+        # the pass ends having read an outbox that did not have the rows yet.
+        async with UnitOfWork(db) as uow:
+            uow.outbox.stage(CollectionRequested(collection_id=uuid.uuid4()), source="/t")
+            await uow.commit()
+        async with UnitOfWork(db) as uow:
+            before = await uow.outbox.pending(10)
+        assert before, "the event is committed"
+        go_on.set()
+        await eventually(lambda: _zero(db), timeout=5)
+    finally:
+        await relay.stop()
+        await producer.stop()
+        await db.dispose()

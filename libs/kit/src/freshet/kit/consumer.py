@@ -38,7 +38,7 @@ Handler = Callable[[Envelope], Awaitable[None]]
 
 DLQ_PREFIX = "freshet_dlq_"
 LAG_INTERVAL_S = 5.0
-CONSUMER_TIMEOUT_MS = 200
+CONSUMER_TIMEOUT_MS = 1_000
 log = structlog.get_logger("freshet.consumer")
 
 

@@ -106,6 +106,10 @@ class OutboxRelay:
         ttl = self.settings.relay_lease_ttl_s
         while True:
             stopping = self._stopping
+            # Cleared before the pass, not after: a commit during the pass must wake the wait
+            # below at once (clearing after it lost that wake, and the rows waited for the
+            # safety poll, 5 s).
+            self._wake.clear()
             try:
                 if loop.time() - self._lease_renewed_at >= ttl / 3:
                     await self._renew_lease()
@@ -140,7 +144,6 @@ class OutboxRelay:
                 if self.is_leader
                 else ttl / 3
             )
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=wait)
 

@@ -122,11 +122,11 @@ class Dispatcher:
 
     async def _run(self) -> None:
         while not self._stopping:
+            self._wake.clear()  # before the poll: a wake during it is not lost
             try:
                 await self.poll()
             except Exception as exc:
                 log.warning("preview dispatch failed", error=describe_error(exc))
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.config.poll_interval_s)
 

@@ -79,6 +79,7 @@ class Maintenance:
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
+            self._wake.clear()  # before the pass: a wake during it is not lost
             try:
                 if await self._lead():
                     await self.delete_due()
@@ -93,7 +94,6 @@ class Maintenance:
                     self._clear_gauges()
             except Exception as exc:
                 log.warning("cache maintenance failed", error=describe_error(exc))
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.interval.total_seconds())
 

@@ -122,6 +122,10 @@ class Ticker:
         due: datetime | None = None
         while True:
             sleep_s = self.standby_poll_s
+            # Taken before the work, not cleared after it: a change during the work still
+            # wakes the wait below.
+            woken = self._wake.is_set()
+            self._wake.clear()
             try:
                 # A standby asks for the lease every loop; the leader renews it a third into
                 # its TTL, and reads the earliest due tick in the same transaction. So idle, the
@@ -131,7 +135,7 @@ class Ticker:
                 if not leading or loop.time() - renewed_at >= renew_s:
                     leading, due = await self._lead(export_states=export)
                     renewed_at = loop.time()
-                elif self._wake.is_set():
+                elif woken:
                     due = await self._next_due(export_states=export)
                 if leading:
                     exported_at = loop.time() if export else exported_at
@@ -146,7 +150,6 @@ class Ticker:
             except Exception as exc:
                 leading = False
                 log.warning("scheduler tick failed", error=describe_error(exc))
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=sleep_s)
 
