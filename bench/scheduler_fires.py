@@ -71,7 +71,8 @@ class MeasuredTicker(Ticker):
         super().record(fired, at)
         self.lateness_s.extend((at - due).total_seconds() for _, due, _ in fired)
 
-    def observe_fired_at(self, done: Sequence[FiredArm], at: datetime) -> None:
+    def _record_armed(self, done: Sequence[FiredArm], at: datetime) -> None:
+        super()._record_armed(done, at)
         self.lateness_s.extend((at - arm.due_at).total_seconds() for arm in done)
 
 

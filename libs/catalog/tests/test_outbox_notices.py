@@ -27,6 +27,15 @@ async def databases(catalog_url: str) -> AsyncIterator[tuple[Database, Database]
     await other.dispose()
 
 
+async def commit_an_event(db: Database) -> None:
+    async with UnitOfWork(db) as uow:
+        changed = CollectionChanged(
+            collection_id=uuid.uuid4(), endpoint_id=uuid.uuid4(), changed_at=utcnow()
+        )
+        await uow.outbox.add(changed, source="/test")
+        await uow.commit()
+
+
 async def notices_during(notices: asyncio.Queue[None], seconds: float) -> int:
     await asyncio.sleep(seconds)
     count = 0
@@ -53,12 +62,7 @@ async def test_outbox_rows_committed_elsewhere_are_noticed_and_other_commits_are
             await asyncio.sleep(0.05)
         quiet = await notices_during(queue, 0.3)
 
-        async with UnitOfWork(other) as uow:
-            changed = CollectionChanged(
-                collection_id=uuid.uuid4(), endpoint_id=uuid.uuid4(), changed_at=utcnow()
-            )
-            await uow.outbox.add(changed, source="/test")
-            await uow.commit()
+        await commit_an_event(other)
         noticed = await notices_during(queue, 1.0)
     finally:
         await notices.stop()
@@ -68,11 +72,10 @@ async def test_outbox_rows_committed_elsewhere_are_noticed_and_other_commits_are
 
 
 async def test_an_idle_probe_stops_polling_and_still_notices_the_next_event(
-    databases: tuple[Database, Database], monkeypatch: pytest.MonkeyPatch
+    sqlite_catalog: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    mine, other = databases
-    if mine.dialect != "sqlite":
-        pytest.skip("PostgreSQL notifies; there is no probe")
+    # SQLite only: PostgreSQL notifies, there is no probe to go idle.
+    mine, other = sqlite_catalog, Database(str(sqlite_catalog.url))
     looks = 0
     real = outbox_notices._data_version
 
@@ -92,15 +95,11 @@ async def test_an_idle_probe_stops_polling_and_still_notices_the_next_event(
         await asyncio.sleep(1.0)
         idle_looks = looks - before
 
-        async with UnitOfWork(other) as uow:
-            changed = CollectionChanged(
-                collection_id=uuid.uuid4(), endpoint_id=uuid.uuid4(), changed_at=utcnow()
-            )
-            await uow.outbox.add(changed, source="/test")
-            await uow.commit()
+        await commit_an_event(other)
         noticed = await notices_during(queue, 1.0)
     finally:
         await notices.stop()
+        await other.dispose()
 
     assert idle_looks <= 2, f"an idle probe looked {idle_looks} times in a second"
     assert noticed >= 1, "the first event after a quiet spell went unnoticed"

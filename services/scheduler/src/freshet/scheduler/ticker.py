@@ -245,7 +245,6 @@ class Ticker:
             late = max(0.0, (at - arm.due_at).total_seconds())
             LATENESS.observe(late)
             latest = max(latest, late)
-        self.observe_fired_at(done, at)
         log.info(
             "schedules fired",
             fired=len(done),
@@ -254,9 +253,6 @@ class Ticker:
             max_lateness_s=round(latest, 3),
             schedule_id=done[0].schedule_id if len(done) == 1 else None,
         )
-
-    def observe_fired_at(self, done: Sequence[FiredArm], at: datetime) -> None:
-        """Armed ticks committed `at` (a hook for measuring; nothing to do here)."""
 
     async def fire(self, schedule_id: str, nominal: datetime | None, now: datetime) -> int:
         """Fire one schedule's tick in a transaction of its own; 0 when it no longer is due."""
