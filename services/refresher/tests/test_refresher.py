@@ -181,6 +181,33 @@ async def test_an_outside_request_refreshes_once_however_often_it_arrives(
     assert events.count("freshet.refresh.completed.v1") == 1
 
 
+async def test_a_queued_job_whose_request_never_came_is_swept_after_a_lease_ttl(
+    harness: Harness,
+) -> None:
+    _, tables = await harness.endpoint("shop", "orders")
+    async with UnitOfWork(harness.db) as uow:
+        # What the gateway writes; its RefreshRequested is lost, so nobody claims the job.
+        queued = await uow.refreshes.join_or_start_table(
+            tables["orders"], trigger_source="api", requested_by="x"
+        )
+        await uow.commit()
+    # A replica that is slow to claim what its partitions bring keeps the job for a TTL.
+    await _age_job(harness, queued.refresh_id, harness.deps.lease_ttl - timedelta(seconds=2))
+    assert await harness.runner.sweep() == 0
+    await _age_job(harness, queued.refresh_id, harness.deps.lease_ttl + timedelta(seconds=1))
+    assert await harness.runner.sweep() == 1
+    await harness.runner.wait_idle()
+    assert await harness.pointer(tables["orders"].id) is not None
+
+
+async def _age_job(harness: Harness, refresh_id: uuid.UUID, age: timedelta) -> None:
+    async with UnitOfWork(harness.db) as uow:
+        job = await uow.refreshes.get(refresh_id)
+        assert job is not None
+        job.requested_at = utcnow() - age
+        await uow.commit()
+
+
 async def test_concurrency_limits_hold_across_requests(harness: Harness) -> None:
     a_id, _ = await harness.endpoint("a", "a1", "a2", "a3", "a4", "a5")
     b_id, _ = await harness.endpoint("b", "b1", "b2")

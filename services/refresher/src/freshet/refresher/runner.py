@@ -48,6 +48,7 @@ log = structlog.get_logger("freshet.refresher")
 
 # Jobs one process holds at once; more wait (the partition pauses: backpressure).
 MAX_JOBS = 32
+MIN_QUEUED_GRACE = timedelta(seconds=5)
 
 
 @dataclass
@@ -74,6 +75,10 @@ class Runner(BackgroundWork[uuid.UUID, RefreshJob]):
         self.limits = limits
         self.watch_interval_s = deps.lease_ttl.total_seconds() / 3
         self.sweep_interval_s = max(0.5, deps.lease_ttl.total_seconds() / 2)
+        # A queued job nobody claimed is treated like a lapsed lease only after a whole TTL:
+        # its request is normally claimed in milliseconds, but a replica that is busy or
+        # rebalancing must not have its partitions' work taken by whichever sweep runs first.
+        self.queued_grace = max(MIN_QUEUED_GRACE, deps.lease_ttl)
         self.global_slots = asyncio.Semaphore(limits.max_concurrent)
         self.endpoint_slots: defaultdict[uuid.UUID, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(limits.max_per_endpoint)
@@ -220,7 +225,7 @@ class Runner(BackgroundWork[uuid.UUID, RefreshJob]):
 
     async def sweep(self) -> int:
         """Take over jobs whose lease lapsed, and jobs whose request never reached anyone."""
-        found = await jobs.expired(self.deps, queued_grace=timedelta(seconds=5))
+        found = await jobs.expired(self.deps, queued_grace=self.queued_grace)
         taken = 0
         for refresh_id in found:
             if refresh_id not in self.tasks and await self.claim(refresh_id):
