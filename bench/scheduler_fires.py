@@ -36,7 +36,7 @@ from sqlalchemy import insert, update
 from bench.stack import BenchStack, cpu_snapshot, cpu_used
 from bench.stats import summary_ms
 from freshet.catalog import Database, RunStatus, UnitOfWork
-from freshet.catalog.armed_fires import FiredArm
+from freshet.catalog.armed_fires import FiredArms
 from freshet.catalog.migrate import migrate
 from freshet.catalog.models import Collection, CollectionRun, Endpoint, Schedule
 from freshet.catalog.schedules import COLLECTION, DueSchedule, plan_next
@@ -71,9 +71,10 @@ class MeasuredTicker(Ticker):
         super().record(fired, at)
         self.lateness_s.extend((at - due).total_seconds() for _, due, _ in fired)
 
-    def _record_armed(self, done: Sequence[FiredArm], at: datetime) -> None:
+    def _record_armed(self, done: FiredArms, at: datetime) -> None:
         super()._record_armed(done, at)
-        self.lateness_s.extend((at - arm.due_at).total_seconds() for arm in done)
+        for due_at, count in done.due:
+            self.lateness_s.extend([(at - due_at).total_seconds()] * count)
 
 
 def cron_for(layout: str, i: int) -> str:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import delete, func, select
 
 from freshet.catalog import Database, RunStatus, UnitOfWork
@@ -124,6 +125,33 @@ async def test_an_armed_tick_fires_exactly_as_an_ordinary_fire_would(
         str(scheduled_run_id(f"collection::{armed_cid}", TICK)),
     )
     assert armed["armed"] == 0, "fired arms are removed"
+
+
+async def test_armed_fires_are_counted_with_their_lateness(
+    db: Database, clock: SetClock, ticker: Ticker
+) -> None:
+    for _ in range(3):
+        await collection(db, clock)
+    await ticker.arm()
+    before = _fire_metrics()
+    clock.now = AFTER_TICK
+
+    assert await ticker.tick() == 3
+
+    fires, observed, late_s = (a - b for a, b in zip(_fire_metrics(), before, strict=True))
+    assert (fires, observed) == (3, 3)
+    assert late_s == pytest.approx(3 * (AFTER_TICK - TICK).total_seconds())
+
+
+def _fire_metrics() -> tuple[float, float, float]:
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    return (
+        sample("freshet_scheduler_fires_total", kind="collection", outcome="queued"),
+        sample("freshet_scheduler_fire_lateness_seconds_count"),
+        sample("freshet_scheduler_fire_lateness_seconds_sum"),
+    )
 
 
 async def test_an_arm_is_not_fired_before_its_tick_is_due(

@@ -28,7 +28,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy.exc import IntegrityError
 
 from freshet.catalog import Database, UnitOfWork
-from freshet.catalog.armed_fires import FiredArm
+from freshet.catalog.armed_fires import FiredArms
 from freshet.catalog.clock import utcnow
 from freshet.catalog.schedules import COLLECTION, DueSchedule, plan_next, ticks_between
 from freshet.kit.redaction import describe_error
@@ -227,31 +227,32 @@ class Ticker:
                     done = await uow.armed.fire(
                         now, oldest=now - self.catch_up, limit=self.armed_batch_size
                     )
-                    uow.outbox.added += len(done)
+                    uow.outbox.added += done.count
                     await uow.commit()
             except IntegrityError:
                 return fired
             self._record_armed(done, self.clock())
-            fired += len(done)
-            if len(done) < self.armed_batch_size:
+            fired += done.count
+            if done.count < self.armed_batch_size:
                 return fired
 
-    def _record_armed(self, done: Sequence[FiredArm], at: datetime) -> None:
-        if not done:
+    def _record_armed(self, done: FiredArms, at: datetime) -> None:
+        if not done.count:
             return
-        FIRES.labels(COLLECTION, "queued").inc(len(done))
+        FIRES.labels(COLLECTION, "queued").inc(done.count)
         latest = 0.0
-        for arm in done:
-            late = max(0.0, (at - arm.due_at).total_seconds())
-            LATENESS.observe(late)
+        for due_at, count in done.due:
+            late = max(0.0, (at - due_at).total_seconds())
+            for _ in range(count):
+                LATENESS.observe(late)
             latest = max(latest, late)
         log.info(
             "schedules fired",
-            fired=len(done),
-            outcomes={f"{COLLECTION}:queued": len(done)},
+            fired=done.count,
+            outcomes={f"{COLLECTION}:queued": done.count},
             armed=True,
             max_lateness_s=round(latest, 3),
-            schedule_id=done[0].schedule_id if len(done) == 1 else None,
+            schedule_id=done.schedule_id,
         )
 
     async def fire(self, schedule_id: str, nominal: datetime | None, now: datetime) -> int:
