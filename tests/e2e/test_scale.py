@@ -27,7 +27,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from freshet.catalog import CollectionRun, Database, RunStatus, UnitOfWork
-from freshet.contracts import RefreshRequested, RunCompleted, topic_for
+from freshet.contracts import (
+    CollectionRequested,
+    Event,
+    RefreshRequested,
+    RunCompleted,
+    topic_for,
+)
 from freshet.devstack.broker import free_port
 from freshet.devstack.testing import (
     create_postgres_database,
@@ -161,10 +167,20 @@ def assigned_partitions(stack: Stack, process: str, group: str) -> set[int]:
     return held
 
 
-def partition_of(endpoint_id: str) -> int:
-    """Where the relay's producer puts an event keyed by this endpoint (Kafka's default)."""
-    partitions = list(range(topic_for(RefreshRequested).partitions))
-    return int(DefaultPartitioner()(endpoint_id.encode(), partitions, partitions))
+def partition_of(key: str, event: type[Event]) -> int:
+    """Where the relay's producer puts an event with this key (Kafka's default partitioner)."""
+    partitions = list(range(topic_for(event).partitions))
+    return int(DefaultPartitioner()(key.encode(), partitions, partitions))
+
+
+def work_for_every_victim(stack: Stack, endpoints: list[dict[str, Any]]) -> bool:
+    """Each collector gets a collection, and the refresher that will crash gets a job."""
+    collections = {partition_of(e["collection_id"], CollectionRequested) for e in endpoints}
+    refreshes = {partition_of(e["id"], RefreshRequested) for e in endpoints}
+    return all(
+        assigned_partitions(stack, collector, "freshet-collector") & collections
+        for collector in ("collector", "collector-2")
+    ) and bool(assigned_partitions(stack, "refresher-2", "freshet-refresher") & refreshes)
 
 
 async def running_runs_of(stack: Stack, process: str) -> set[str]:
@@ -194,15 +210,13 @@ async def test_work_spreads_over_replicas_and_survives_a_killed_one(
     headers = {"Authorization": f"Bearer {token}"}
     command = ingest_command(stack.data_dir)
     async with httpx.AsyncClient(base_url=stack.gateway_url, headers=headers, timeout=30) as http:
-        # Requests are keyed by endpoint, so which refresher gets a job is up to hashing: with
-        # 12 endpoints over 3 partitions one partition gets none about once in 130 tries.
-        # Registering on until refresher-2 has one makes its crash part of every run.
-        second_refresher = assigned_partitions(stack, "refresher-2", "freshet-refresher")
+        # Which replica gets a request is up to hashing its key (collection requests by
+        # collection, refresh requests by endpoint): with 12 keys over 3 partitions one
+        # partition gets none about once in 130 tries. Registering on until both collectors
+        # and the second refresher have work makes the kills mid-work in every run.
         endpoints: list[dict[str, Any]] = []
         i = 0
-        while len(endpoints) < ENDPOINTS or not any(
-            partition_of(e["id"]) in second_refresher for e in endpoints
-        ):
+        while len(endpoints) < ENDPOINTS or not work_for_every_victim(stack, endpoints):
             i += 1
             response = await http.post(
                 "/endpoints",
