@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy.pool import QueuePool
 
 from freshet.catalog import Database, DatasetSpec, ForeignKeySpec, RunStatus, UnitOfWork
 from freshet.catalog.endpoints import collection_cursor
@@ -472,3 +473,25 @@ async def test_sqlite_readers_do_not_wait_for_a_writer(db: Database) -> None:
             found = await asyncio.wait_for(reader.endpoints.get(endpoint_id), timeout=2)
         assert found is not None
         await writer.commit()
+
+
+async def test_concurrent_writers_of_one_process_all_commit(db: Database) -> None:
+    """Writers that overlap take turns; none fails with a lock error. On SQLite they queue
+    for the process's one writer connection rather than in SQLite's sleeping busy handler."""
+    in_use: list[int] = []
+
+    async def write(i: int) -> None:
+        async with UnitOfWork(db) as uow:
+            await uow.endpoints.add(name=f"turn-{i}", kind="sqlite", config={})
+            pool = db.engine.pool
+            assert isinstance(pool, QueuePool)
+            in_use.append(pool.checkedout())
+            await asyncio.sleep(0.005)  # holds the transaction open across an await
+            await uow.commit()
+
+    await asyncio.gather(*(write(i) for i in range(30)))
+    async with UnitOfWork(db, read_only=True) as uow:
+        names = {e.name for e in await uow.endpoints.all()}
+    assert {f"turn-{i}" for i in range(30)} <= names
+    if db.dialect == "sqlite":
+        assert max(in_use) == 1

@@ -72,13 +72,19 @@ class Database:
             self.url, connect_args = split_tls(self.url)
             if connect_args:
                 kwargs["connect_args"] = connect_args
-        self.engine = create_async_engine(self.url, **kwargs)
         # On PostgreSQL readers and writers share one engine; SQLite needs its own for readers.
-        self.reader = self.engine
         if self.dialect == "sqlite":
+            # One writer connection: SQLite has one write lock anyway, and writers of this
+            # process then queue for the connection (FIFO, woken at once) instead of sleeping
+            # in SQLite's busy handler, whose back-off left the lock idle while a dozen tasks
+            # slept (the preview fan-out spent most of its time there).
+            self.engine = create_async_engine(self.url, **kwargs, pool_size=1, max_overflow=0)
             _tune_sqlite(self.engine, writer=True)
             self.reader = create_async_engine(self.url, **kwargs)
             _tune_sqlite(self.reader, writer=False)
+        else:
+            self.engine = create_async_engine(self.url, **kwargs)
+            self.reader = self.engine
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
         self.read_sessions = async_sessionmaker(
             self.reader, expire_on_commit=False, class_=AsyncSession
