@@ -114,7 +114,8 @@ class Database:
             listener(records)
 
     async def ping(self) -> None:
-        async with self.engine.connect() as conn:
+        # The reader: on SQLite a readiness probe must not wait for the writer connection.
+        async with self.reader.connect() as conn:
             await conn.exec_driver_sql("SELECT 1")
 
     async def dispose(self) -> None:
