@@ -7,6 +7,7 @@ import itertools
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
@@ -16,6 +17,7 @@ from freshet.devstack.testing import eventually
 from freshet.kit.broker import ensure_topics, make_producer
 from freshet.kit.consumer import Consumer, Subscription
 from freshet.kit.errors import PermanentError
+from freshet.kit.service import ServiceRuntime
 from freshet.kit.settings import Settings
 
 pytestmark = pytest.mark.broker
@@ -206,3 +208,39 @@ async def test_an_offset_is_committed_only_after_the_handler_finished(
         await eventually(lambda: asyncio.sleep(0, seen == [event_id]), timeout=30)
     finally:
         await second.stop()
+
+
+async def test_a_service_joins_the_groups_of_all_its_subscriptions_at_once(
+    settings: Settings, kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A group's first assignment takes seconds; a service with three subscriptions must not
+    wait for them one after another before it is ready."""
+    topics = [
+        Topic(f"test.{uuid.uuid4().hex[:10]}", CollectionRequested, partitions=1) for _ in range(3)
+    ]
+    await ensure_topics(kafka_bootstrap, topics)
+    runtime = ServiceRuntime(
+        "probe",
+        settings.model_copy(update={"database_url": f"sqlite:///{tmp_path}/c.db"}),
+        run_relay=False,
+    )
+
+    async def ignore(env: Envelope) -> None:
+        pass
+
+    for t in topics:
+        runtime.subscribe(t, f"probe-{t.name}", ignore)
+    joins: list[str] = []
+    real_start = Consumer.start
+
+    async def recorded_start(consumer: Consumer) -> None:
+        joins.append("enter")
+        await real_start(consumer)
+        joins.append("exit")
+
+    monkeypatch.setattr(Consumer, "start", recorded_start)
+    await runtime.start()
+    try:
+        assert joins == ["enter"] * 3 + ["exit"] * 3
+    finally:
+        await runtime.stop()

@@ -107,10 +107,14 @@ class ServiceRuntime:
         if self.run_relay:
             self.relay = OutboxRelay(self.settings, self.db, self._producer, self.holder)
             await self.relay.start()
-        for sub in self.subscriptions:
-            consumer = Consumer(self.settings, sub, self.producer, client_id=self.holder)
-            await consumer.start()
-            self.consumers.append(consumer)
+        consumers = [
+            Consumer(self.settings, sub, self.producer, client_id=self.holder)
+            for sub in self.subscriptions
+        ]
+        self.consumers.extend(consumers)
+        # Each start waits for its group's first assignment (about 5 s on the embedded broker):
+        # all at once, so a service with three subscriptions is not ready three times later.
+        await asyncio.gather(*(c.start() for c in consumers))
         for hook in self._on_start:
             await hook()
         self.started = True
