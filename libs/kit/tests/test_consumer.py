@@ -239,6 +239,8 @@ async def test_a_service_joins_the_groups_of_all_its_subscriptions_at_once(
         joins.append("exit")
 
     monkeypatch.setattr(Consumer, "start", recorded_start)
+    # A service configures the process's logging; this test's worker runs other tests after it.
+    monkeypatch.setattr("freshet.kit.service.configure_logging", lambda *args: None)
     await runtime.start()
     try:
         assert joins == ["enter"] * 3 + ["exit"] * 3
