@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import time
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
@@ -205,6 +206,11 @@ def s3_server() -> Iterator[str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:
+        # moto loads its S3 backend on the first request: seconds on a loaded machine, longer
+        # than the AWS SDK's 3 s request timeout (a full run once failed here). A plain
+        # request with room to spare takes that cost before any S3 client does.
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=120) as answer:
+            answer.read()
         filesystem = pafs.S3FileSystem(
             endpoint_override=f"127.0.0.1:{port}",
             scheme="http",
@@ -212,6 +218,7 @@ def s3_server() -> Iterator[str]:
             secret_key="test",  # noqa: S106 - moto accepts any
             region="us-east-1",
             allow_bucket_creation=True,
+            request_timeout=30,
         )
         filesystem.create_dir(S3_TEST_BUCKET)
         yield f"http://127.0.0.1:{port}"
