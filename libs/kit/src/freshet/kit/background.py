@@ -110,6 +110,11 @@ class BackgroundWork(ABC, Generic[Key, Held]):
             self.slots.release()
             return None
         key = self.key(held)
+        if key in self.tasks:
+            # Claimed twice at once (a consumer's request and a sweep, say): the lease is this
+            # process's either way, and a second execution would do the work twice.
+            self.slots.release()
+            return key
         task = asyncio.create_task(self._run(held), name=f"{self.name}-{key}")
         self.tasks[key] = task
         self.on_spawn(held)
