@@ -173,14 +173,32 @@ def partition_of(key: str, event: type[Event]) -> int:
     return int(DefaultPartitioner()(key.encode(), partitions, partitions))
 
 
-def work_for_every_victim(stack: Stack, endpoints: list[dict[str, Any]]) -> bool:
-    """Each collector gets a collection, and the refresher that will crash gets a job."""
-    collections = {partition_of(e["collection_id"], CollectionRequested) for e in endpoints}
-    refreshes = {partition_of(e["id"], RefreshRequested) for e in endpoints}
+def victims_partitions(stack: Stack) -> list[tuple[set[int], type[Event], str]]:
+    """What each replica that must have work holds: both collectors, the crashing refresher
+    (partitions, the request event, the endpoint field that keys it)."""
+    return [
+        (
+            assigned_partitions(stack, "collector", "freshet-collector"),
+            CollectionRequested,
+            "collection_id",
+        ),
+        (
+            assigned_partitions(stack, "collector-2", "freshet-collector"),
+            CollectionRequested,
+            "collection_id",
+        ),
+        (assigned_partitions(stack, "refresher-2", "freshet-refresher"), RefreshRequested, "id"),
+    ]
+
+
+def work_for_every_victim(
+    victims: list[tuple[set[int], type[Event], str]], endpoints: list[dict[str, Any]]
+) -> bool:
+    """Each victim's partitions hold a request key of some endpoint."""
     return all(
-        assigned_partitions(stack, collector, "freshet-collector") & collections
-        for collector in ("collector", "collector-2")
-    ) and bool(assigned_partitions(stack, "refresher-2", "freshet-refresher") & refreshes)
+        any(partition_of(e[field], event) in held for e in endpoints)
+        for held, event, field in victims
+    )
 
 
 async def running_runs_of(stack: Stack, process: str) -> set[str]:
@@ -214,9 +232,10 @@ async def test_work_spreads_over_replicas_and_survives_a_killed_one(
         # collection, refresh requests by endpoint): with 12 keys over 3 partitions one
         # partition gets none about once in 130 tries. Registering on until both collectors
         # and the second refresher have work makes the kills mid-work in every run.
+        victims = victims_partitions(stack)
         endpoints: list[dict[str, Any]] = []
         i = 0
-        while len(endpoints) < ENDPOINTS or not work_for_every_victim(stack, endpoints):
+        while len(endpoints) < ENDPOINTS or not work_for_every_victim(victims, endpoints):
             i += 1
             response = await http.post(
                 "/endpoints",

@@ -247,7 +247,7 @@ class ArmedFireRepository:
             .group_by(a.due_at)
             .order_by(a.due_at)
         )
-        fired = [(due_at, n, schedule_id) for due_at, n, schedule_id in due_counts]
+        rows = due_counts.all()
         await self.session.execute(delete(ARMED).where(exists().where(fired_now)))
-        single = fired[0][2] if len(fired) == 1 and fired[0][1] == 1 else None
-        return FiredArms([(due_at, n) for due_at, n, _ in fired], single)
+        single = rows[0][2] if len(rows) == 1 and rows[0][1] == 1 else None
+        return FiredArms([(due_at, n) for due_at, n, _ in rows], single)
